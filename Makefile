@@ -1,0 +1,37 @@
+# durafunc: two commands on a fresh machine -- `make start` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install start test test-stress bench clean
+
+install: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+$(NODE_STAMP): package.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ with npm (e.g. apt-get install nodejs npm)"; exit 1; }
+	@npm install --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $(NODE_STAMP)
+
+start: install
+	cd samples/hello && ../../$(VENV)/bin/durafunc start
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-stress: install
+	$(PY) -m pytest -q -m stress $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,123 @@
+"""Enums and formats shared by the task hub's tables, queues and blobs (DTFx names and numbers)."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+
+class EventType(enum.IntEnum):
+    ExecutionStarted = 0
+    ExecutionCompleted = 1
+    ExecutionFailed = 2
+    ExecutionTerminated = 3
+    TaskScheduled = 4
+    TaskCompleted = 5
+    TaskFailed = 6
+    SubOrchestrationInstanceCreated = 7
+    SubOrchestrationInstanceCompleted = 8
+    SubOrchestrationInstanceFailed = 9
+    TimerCreated = 10
+    TimerFired = 11
+    OrchestratorStarted = 12
+    OrchestratorCompleted = 13
+    EventSent = 14
+    EventRaised = 15
+    ContinueAsNew = 16
+    GenericEvent = 17
+    HistoryState = 18
+    ExecutionSuspended = 19
+    ExecutionResumed = 20
+    ExecutionRewound = 21
+
+
+# DTFx class names, used for "$type" in queue messages.
+EVENT_CLASS = {
+    EventType.ExecutionStarted: "ExecutionStartedEvent",
+    EventType.ExecutionCompleted: "ExecutionCompletedEvent",
+    EventType.ExecutionTerminated: "ExecutionTerminatedEvent",
+    EventType.TaskScheduled: "TaskScheduledEvent",
+    EventType.TaskCompleted: "TaskCompletedEvent",
+    EventType.TaskFailed: "TaskFailedEvent",
+    EventType.SubOrchestrationInstanceCreated: "SubOrchestrationInstanceCreatedEvent",
+    EventType.SubOrchestrationInstanceCompleted: "SubOrchestrationInstanceCompletedEvent",
+    EventType.SubOrchestrationInstanceFailed: "SubOrchestrationInstanceFailedEvent",
+    EventType.TimerCreated: "TimerCreatedEvent",
+    EventType.TimerFired: "TimerFiredEvent",
+    EventType.OrchestratorStarted: "OrchestratorStartedEvent",
+    EventType.OrchestratorCompleted: "OrchestratorCompletedEvent",
+    EventType.EventSent: "EventSentEvent",
+    EventType.EventRaised: "EventRaisedEvent",
+    EventType.ContinueAsNew: "ContinueAsNewEvent",
+    EventType.GenericEvent: "GenericEvent",
+    EventType.HistoryState: "HistoryStateEvent",
+    EventType.ExecutionSuspended: "ExecutionSuspendedEvent",
+    EventType.ExecutionResumed: "ExecutionResumedEvent",
+    EventType.ExecutionRewound: "ExecutionRewoundEvent",
+}
+
+# Members that are JSON objects (stored as JSON text in tables, "null" when None).
+COMPLEX_MEMBERS = {"OrchestrationInstance", "ParentInstance", "FailureDetails", "Tags", "ParentTraceContext",
+                   "State"}
+# Members that are DateTimes (Edm.DateTime in tables, ISO strings in events).
+DATETIME_MEMBERS = {"FireAt", "ScheduledStartTime"}
+# Properties that move to blobs when too large (DTFx GetBlobPropertyName candidates).
+LARGE_PROPERTY_CANDIDATES = ("Name", "Input", "Result", "Output", "Reason", "Details", "Correlation",
+                             "FailureDetails", "Tags")
+
+
+class OrchestrationStatus(enum.IntEnum):
+    Running = 0
+    Completed = 1
+    ContinuedAsNew = 2
+    Failed = 3
+    Canceled = 4
+    Terminated = 5
+    Pending = 6
+    Suspended = 7
+
+    @classmethod
+    def parse(cls, name: str) -> "OrchestrationStatus":
+        """Case-insensitive name -> status; ValueError naming the valid values."""
+        for s in cls:
+            if s.name.lower() == str(name).strip().lower():
+                return s
+        raise ValueError(f"unknown runtime status '{name}' (valid: {', '.join(s.name for s in cls)})")
+
+
+TERMINAL_STATUSES = frozenset({OrchestrationStatus.Completed, OrchestrationStatus.Failed,
+                               OrchestrationStatus.Terminated, OrchestrationStatus.Canceled})
+ACTIVE_STATUSES = frozenset({OrchestrationStatus.Running, OrchestrationStatus.Pending,
+                             OrchestrationStatus.Suspended})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(dt: datetime) -> str:
+    """DTFx/Newtonsoft round-trip form: UTC, 7 fractional digits, 'Z' (microsecond precision kept)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}0Z"
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    """ISO 8601 (any fraction length, 'Z' or offset, or naive = UTC) -> aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    s = str(value).strip()
+    if s.endswith("Z") or s.endswith("z"):
+        s = s[:-1] + "+00:00"
+    if "." in s:  # trim fractions beyond microseconds (Python accepts at most 6 digits)
+        head, _, rest = s.partition(".")
+        digits = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            digits += rest[i]
+            i += 1
+        s = head + "." + (digits[:6].ljust(6, "0")) + rest[i:]
+    dt = datetime.fromisoformat(s)
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
