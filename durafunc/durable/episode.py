@@ -122,7 +122,7 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
                 t.dropped.append((i, "completion for a previous execution"))
             continue
         if not started:
-            if et == ET.ExecutionTerminated and state.status is not None:
+            if et == ET.ExecutionTerminated:
                 accept(i, e)          # terminate of a Pending instance
             else:
                 t.deferred.append(i)  # the start message may still be on its way
@@ -207,7 +207,7 @@ def _played(e: dict) -> dict:
 
 def decide(state: InstanceState, episode_events: list[dict], reset: bool, output: OrchestratorOutput | None,
            now: datetime, *, store_inputs: bool = False, known_orchestrator: bool = True,
-           rewind_ids: set[int] | None = None) -> Decision:
+           rewind_ids: set[int] | None = None, missing_function=None) -> Decision:
     """Turn the SDK's answer into history, messages and the instance row (DTFx checkpoint contents)."""
     start = episode_events[1] if reset else state.started_event
     execution_id = (start.get("OrchestrationInstance") or {}).get("ExecutionId") if reset else state.execution_id
@@ -274,6 +274,11 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
         return finish(Status.Failed, f"Orchestrator function '{name}' failed: {what} is not supported by "
                                      f"durafunc yet", result.next_id)
 
+    if missing_function is not None:
+        for node in result.new_work:
+            problem = missing_function(node.kind, node.name)
+            if problem:
+                return finish(Status.Failed, f"Orchestrator function '{name}' failed: {problem}", result.next_id)
     for node in result.new_work:
         new_events.append(_schedule(node, state.instance_id, execution_id, name, now, outbound, store_inputs))
     for node in result.issued:   # rewind: run the failed tasks again (their scheduling rows stay)
@@ -361,6 +366,24 @@ def _continue_as_new(state, start, can_action, result: ReplayResult, new_events,
             outbound.append(Outbound(False, instance_id, ev.task_message(raised, instance_id, new_exec)))
     row.update(RuntimeStatus="ContinuedAsNew", Output=new_input)
     return Decision(new_events, outbound, Status.ContinuedAsNew, row, reset, execution_id, 0, log)
+
+
+def status_from_history(history: list[dict]) -> Status | None:
+    """The runtime status a committed history implies (None: nothing committed yet)."""
+    if not history:
+        return None
+    status = Status.Running
+    for e in history:
+        t = e.get("EventType")
+        if t in (ET.ExecutionCompleted, ET.ContinueAsNew):
+            status = Status(e.get("OrchestrationStatus", 1))
+        elif t == ET.ExecutionSuspended:
+            status = Status.Suspended
+        elif t == ET.ExecutionResumed:
+            status = Status.Running
+        elif t == ET.GenericEvent and str(e.get("Data", "")).startswith("Rewound: ExecutionCompleted"):
+            status = Status.Running
+    return status
 
 
 def rewind_history(history: list[dict]) -> tuple[list[dict], set[int]]:

@@ -121,3 +121,38 @@ def parse_time(value: str | datetime | None) -> datetime | None:
         s = head + "." + (digits[:6].ljust(6, "0")) + rest[i:]
     dt = datetime.fromisoformat(s)
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+# --- Added by the storage layer -------------------------------------------------------------------------------------
+
+# Type-specific [DataMember]s of each event class (besides EventType, EventId, IsPlayed, Timestamp), in DTFx order.
+_COMPLETION = ("OrchestrationStatus", "Result", "FailureDetails")
+EVENT_MEMBERS: dict[EventType, tuple[str, ...]] = {
+    EventType.ExecutionStarted: ("OrchestrationInstance", "ParentInstance", "Name", "Version", "Input", "Tags",
+                                 "Correlation", "ParentTraceContext", "ScheduledStartTime", "Generation",
+                                 "GenerateNewTrace"),
+    EventType.ExecutionCompleted: _COMPLETION,
+    EventType.ExecutionFailed: (),
+    EventType.ExecutionTerminated: ("Input",),
+    EventType.TaskScheduled: ("Name", "Version", "Input", "ParentTraceContext", "Tags"),
+    EventType.TaskCompleted: ("TaskScheduledId", "Result"),
+    EventType.TaskFailed: ("TaskScheduledId", "Reason", "Details", "FailureDetails"),
+    EventType.SubOrchestrationInstanceCreated: ("Name", "Version", "InstanceId", "Input", "ClientSpanId", "Tags"),
+    EventType.SubOrchestrationInstanceCompleted: ("TaskScheduledId", "Result"),
+    EventType.SubOrchestrationInstanceFailed: ("TaskScheduledId", "Reason", "Details", "FailureDetails"),
+    EventType.TimerCreated: ("FireAt",),
+    EventType.TimerFired: ("TimerId", "FireAt"),
+    EventType.OrchestratorStarted: (),
+    EventType.OrchestratorCompleted: (),
+    EventType.EventSent: ("InstanceId", "Name", "Input"),
+    EventType.EventRaised: ("Name", "Input", "ParentTraceContext"),
+    EventType.ContinueAsNew: _COMPLETION,
+    EventType.GenericEvent: ("Data",),
+    EventType.HistoryState: ("State",),
+    EventType.ExecutionSuspended: ("Reason",),
+    EventType.ExecutionResumed: ("Reason",),
+    EventType.ExecutionRewound: ("Reason", "ParentExecutionId", "InstanceId", "ParentTraceContext"),
+}
+BASE_MEMBERS = ("EventType", "EventId", "IsPlayed", "Timestamp")
+# Members that are enums: ints in queue JSON and the SDK, names in tables.
+ENUM_MEMBERS = {"OrchestrationStatus": OrchestrationStatus}

@@ -1,0 +1,197 @@
+"""Client operations on a task hub: start, raise, terminate, suspend, resume, rewind, query, purge.
+
+Storage-level: these work with or without a running engine. When an engine runs in this process it is
+used to hand messages over at once; otherwise the messages wait in the queues for whichever host owns them.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..storage.instances import InstanceRow
+from ..storage.schema import ACTIVE_STATUSES, EventType, OrchestrationStatus, TERMINAL_STATUSES, format_time, utcnow
+from ..storage.taskhub import TaskHub
+from . import events as ev
+
+Status = OrchestrationStatus
+INVALID_ID_CHARS = set("/\\#?")
+MAX_INSTANCE_ID_LENGTH = 100
+
+
+class ClientError(Exception):
+    """A request that cannot be done; `status` is the HTTP status the webhook API answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(ClientError):
+    def __init__(self, instance_id: str):
+        super().__init__(f"No instance with ID '{instance_id}' found.", 404)
+
+
+class Gone(ClientError):
+    def __init__(self, message: str):
+        super().__init__(message, 410)
+
+
+def validate_instance_id(instance_id: str) -> None:
+    """Durable Functions' rules for instance ids (same texts)."""
+    if not instance_id or not instance_id.strip():
+        raise ClientError("Instance ID must not be empty.")
+    if len(instance_id) > MAX_INSTANCE_ID_LENGTH:
+        raise ClientError(f"Instance ID lengths must not exceed {MAX_INSTANCE_ID_LENGTH} characters.")
+    if instance_id.startswith("@"):
+        raise ClientError("Orchestration instance ids must not start with @.")
+    if any(c in INVALID_ID_CHARS or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in instance_id):
+        raise ClientError(f"Instance ID '{instance_id}' contains invalid characters. Instance IDs must not "
+                          "contain /, \\, #, ?, or control characters.")
+
+
+def new_instance_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class PurgeResult:
+    instances_deleted: int
+    rows_deleted: int
+
+
+class DurableClient:
+    def __init__(self, hub: TaskHub, engine=None):
+        self.hub = hub
+        self.engine = engine
+
+    async def _send(self, instance_id: str, message: dict) -> None:
+        if self.engine is not None and self.engine.running:
+            await self.engine.send_to_instance(instance_id, message)
+        else:
+            await self.hub.control_queue_for(instance_id).send(message)
+
+    async def get(self, instance_id: str) -> InstanceRow | None:
+        return await self.hub.instances.get(instance_id)
+
+    async def require(self, instance_id: str) -> InstanceRow:
+        row = await self.get(instance_id)
+        if row is None:
+            raise NotFound(instance_id)
+        return row
+
+    async def start_new(self, name: str, instance_id: str | None = None, input_value=None, *,
+                        has_input: bool | None = None, scheduled_start: datetime | None = None) -> str:
+        """Start orchestrator `name`. `input_value` is the decoded HTTP body, as the Durable extension takes
+        it: the Python SDK client sends its input as JSON text, so a str here is JSON text (None: no input)."""
+        instance_id = instance_id or new_instance_id()
+        validate_instance_id(instance_id)
+        existing = await self.get(instance_id)
+        if existing is not None and existing.runtime_status in ACTIVE_STATUSES | {Status.ContinuedAsNew}:
+            raise ClientError(f"An Orchestration instance with the status {existing.runtime_status.name} already "
+                              f"exists.", 409)
+        has_input = input_value is not None if has_input is None else has_input
+        stored = json.dumps(input_value) if has_input else None
+        now = utcnow()
+        execution_id = uuid.uuid4().hex
+        generation = (existing.generation or 0) + 1 if existing is not None else 0
+        started = ev.execution_started(now, instance_id=instance_id, execution_id=execution_id, name=name,
+                                       input=stored, generation=generation, scheduled_start=scheduled_start)
+        message = ev.task_message(started, instance_id, execution_id)
+        row = InstanceRow(instance_id=instance_id, name=name, version="", input=stored, output=None,
+                          custom_status="null", runtime_status=Status.Pending, created_time=now,
+                          last_updated_time=now, completed_time=None, execution_id=execution_id,
+                          generation=generation, scheduled_start_time=scheduled_start, tags=None, worker=None,
+                          etag=existing.etag if existing is not None else None)
+        if scheduled_start is not None and scheduled_start > now:
+            await self.hub.control_queue_for(instance_id).send(
+                message, visibility_timeout=min((scheduled_start - now).total_seconds(), 6 * 86400))
+        else:
+            await self._send(instance_id, message)
+        for _ in range(3):   # insert, or replace the previous generation's row (ETag checked)
+            if await self.hub.instances.insert(row):
+                break
+            current = await self.get(instance_id)
+            row.etag = current.etag if current is not None else None
+        return instance_id
+
+    async def raise_event(self, instance_id: str, event_name: str, value=None) -> None:
+        if not event_name:
+            raise ClientError("Event name must not be empty.")
+        row = await self.require(instance_id)
+        if row.runtime_status in TERMINAL_STATUSES:
+            raise Gone(f"Instance with ID {instance_id} is gone: either completed or failed")
+        e = ev.event_raised(utcnow(), event_name, json.dumps(value))
+        await self._send(instance_id, ev.task_message(e, instance_id, None))
+
+    async def terminate(self, instance_id: str, reason: str | None = None) -> InstanceRow:
+        row = await self.require(instance_id)
+        if row.runtime_status in TERMINAL_STATUSES:
+            raise Gone(f"Instance with ID {instance_id} is gone: it is {row.runtime_status.name}.")
+        await self._send(instance_id, ev.task_message(ev.execution_terminated(utcnow(), reason), instance_id, None))
+        return row
+
+    async def suspend(self, instance_id: str, reason: str | None = None) -> None:
+        row = await self.require(instance_id)
+        if row.runtime_status in TERMINAL_STATUSES:
+            raise Gone(f"Instance with ID {instance_id} is gone: it is {row.runtime_status.name}.")
+        await self._send(instance_id, ev.task_message(ev.execution_suspended(utcnow(), reason), instance_id, None))
+
+    async def resume(self, instance_id: str, reason: str | None = None) -> None:
+        row = await self.require(instance_id)
+        if row.runtime_status in TERMINAL_STATUSES:
+            raise Gone(f"Instance with ID {instance_id} is gone: it is {row.runtime_status.name}.")
+        await self._send(instance_id, ev.task_message(ev.execution_resumed(utcnow(), reason), instance_id, None))
+
+    async def rewind(self, instance_id: str, reason: str | None = None) -> None:
+        row = await self.require(instance_id)
+        if row.runtime_status != Status.Failed:
+            raise Gone("The rewind operation is only supported on failed orchestration instances.")
+        e = {"EventType": int(EventType.ExecutionRewound), "EventId": -1, "IsPlayed": False,
+             "Timestamp": format_time(utcnow()), "Reason": reason, "ParentExecutionId": None,
+             "InstanceId": None, "ParentTraceContext": None}
+        await self._send(instance_id, ev.task_message(e, instance_id, None))
+        await self.hub.instances.merge(instance_id, {"RuntimeStatus": "Pending", "LastUpdatedTime": utcnow()})
+
+    async def history(self, instance_id: str) -> list[dict]:
+        snap = await self.hub.history.load(instance_id)
+        return snap.events
+
+    async def purge(self, instance_id: str) -> PurgeResult:
+        row = await self.get(instance_id)
+        if row is None:
+            return PurgeResult(0, 0)
+        rows = await self.hub.history.delete_instance(instance_id)
+        await self.hub.instances.delete(instance_id)
+        await self.hub.large_messages.delete_instance_blobs(instance_id)
+        return PurgeResult(1, rows + 1)
+
+    async def purge_by(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
+                       statuses: list[Status] | None = None, progress=None) -> PurgeResult:
+        token, total, rows = None, 0, 0
+        while True:
+            batch, token = await self.hub.instances.query(created_from=created_from, created_to=created_to,
+                                                          statuses=statuses, top=100, continuation=token)
+            results = await asyncio.gather(*(self.purge(r.instance_id) for r in batch))
+            for r in results:
+                total += r.instances_deleted
+                rows += r.rows_deleted
+            if progress is not None and batch:
+                progress(len(batch))
+            if not token:
+                return PurgeResult(total, rows)
+
+    async def wait_for(self, instance_id: str, timeout: float, interval: float = 0.05,
+                       until=TERMINAL_STATUSES) -> InstanceRow | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            row = await self.get(instance_id)
+            if row is not None and row.runtime_status in until:
+                return row
+            if loop.time() >= deadline:
+                return row
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, 0.5)

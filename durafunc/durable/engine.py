@@ -1,0 +1,482 @@
+"""The engine: owns partitions, reads control queues and the work-item queue, runs episodes and activities.
+
+Checkpoint order is DTFx's: send outbound messages, write history (sentinel ETag), merge the instance row,
+then delete the consumed messages. Work this host will do itself is handed over in memory at once; its queue
+message is sent invisible, so it is still there for another host if this one dies.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..storage.errors import SplitBrainError, StorageUnavailableError
+from ..storage.schema import EventType, OrchestrationStatus, parse_time, utcnow
+from ..storage.taskhub import TaskHub
+from . import events as ev
+from .episode import (InstanceState, begin, decide, needs_orchestrator, rewind_history, status_from_history,
+                      triage)
+from .protocol import context_json, parse_failure, parse_output
+from .worker import DurableFunctions, UserCodeError
+
+log = logging.getLogger("durafunc.engine")
+ET = EventType
+MAX_QUEUE_DELAY = 6 * 24 * 3600.0        # queues hide a message for at most 7 days; hop at 6
+
+
+@dataclass
+class EngineOptions:
+    max_concurrent_activities: int = 10 * (os.cpu_count() or 1)
+    max_concurrent_orchestrations: int = 100
+    control_batch_size: int = 32
+    control_visibility: float = 30.0      # how long a received/handed-over control message stays hidden
+    work_item_visibility: float = 60.0    # renewed while the activity runs
+    max_polling_interval: float = 1.0
+    poison_max_dequeue_count: int = 5
+    store_inputs: bool = False
+    lease_duration: float = 15.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+@dataclass
+class Item:
+    """A delivered message: from a queue poll, or handed over in memory (same fields)."""
+    queue: object                 # MessageQueue it lives in
+    id: str
+    pop_receipt: str
+    dequeue_count: int
+    message: dict | None          # the TaskMessage
+    episode: int | None = None
+    raw: object = None            # the QueueItem when it came from a poll
+
+
+class _Session:
+    __slots__ = ("pending", "task")
+
+    def __init__(self):
+        self.pending: list[Item] = []
+        self.task: asyncio.Task | None = None
+
+
+class Engine:
+    def __init__(self, hub: TaskHub, functions: DurableFunctions, options: EngineOptions | None = None):
+        self.hub = hub
+        self.functions = functions
+        self.opt = options or EngineOptions()
+        self.owned: dict[str, asyncio.Task] = {}        # control queue name -> poll loop
+        self.sessions: dict[str, _Session] = {}
+        self.states: dict[str, InstanceState] = {}
+        self.activity_slots = asyncio.Semaphore(self.opt.max_concurrent_activities)
+        self.orchestration_slots = asyncio.Semaphore(self.opt.max_concurrent_orchestrations)
+        self.wakeups: dict[str, asyncio.Event] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.running = False
+        self.balancer = None
+        self.outage_logged = False
+        self.stats = {"episodes": 0, "activities": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self, *, create: bool = True) -> None:
+        from ..storage.leases import LeaseBalancer, PartitionLeases
+        if create:
+            await self.hub.create_if_not_exists()
+        self.running = True
+        leases = PartitionLeases(self.hub.account, self.hub.names, self.opt.worker_id,
+                                 lease_duration=self.opt.lease_duration)
+        self.balancer = LeaseBalancer(leases, self.hub.names.control_queues, self._on_acquired, self._on_lost,
+                                      renew_interval=self.opt.lease_duration / 3, acquire_interval=1.0)
+        self.balancer.start()
+        self._spawn(self._work_item_loop())
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work, let in-flight episodes and activities finish (bounded), release leases."""
+        self.running = False
+        for w in self.wakeups.values():
+            w.set()
+        busy = [s.task for s in self.sessions.values() if s.task and not s.task.done()]
+        pending = [t for t in self.tasks if not t.done()]
+        if busy or pending:
+            await asyncio.wait(busy + pending, timeout=grace)
+        for t in list(self.tasks) + list(self.owned.values()):
+            t.cancel()
+        await asyncio.gather(*self.tasks, *self.owned.values(), return_exceptions=True)
+        if self.balancer is not None:
+            await self.balancer.stop()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+        return t
+
+    async def _on_acquired(self, partition: str) -> None:
+        if partition not in self.owned and self.running:
+            log.info("partition %s acquired by %s", partition, self.opt.worker_id)
+            queue = next(q for q in self.hub.control_queues if q.name == partition)
+            self.owned[partition] = asyncio.get_running_loop().create_task(self._control_loop(queue))
+
+    async def _on_lost(self, partition: str) -> None:
+        task = self.owned.pop(partition, None)
+        if task:
+            log.info("partition %s released by %s", partition, self.opt.worker_id)
+            task.cancel()
+        for iid in [i for i in self.states if self.hub.control_queue_for(i).name == partition]:
+            self.states.pop(iid, None)
+
+    def owns(self, instance_id: str) -> bool:
+        return self.running and self.hub.control_queue_for(instance_id).name in self.owned
+
+    # -- polling --------------------------------------------------------------------------------
+    def _wake(self, name: str) -> None:
+        w = self.wakeups.get(name)
+        if w:
+            w.set()
+
+    async def _sleep(self, name: str, delay: float) -> None:
+        w = self.wakeups.setdefault(name, asyncio.Event())
+        try:
+            await asyncio.wait_for(w.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+        w.clear()
+
+    async def _storage_call(self, coro, what: str):
+        """Run a storage call; on an outage log once, back off, and return None."""
+        try:
+            result = await coro
+        except StorageUnavailableError as e:
+            if not self.outage_logged:
+                log.warning("storage unavailable (%s): %s; retrying with back-off", what, e)
+                self.outage_logged = True
+            raise
+        if self.outage_logged:
+            log.warning("storage is back")
+            self.outage_logged = False
+        return result
+
+    async def _poll(self, queue, batch: int, visibility: float):
+        delay = 0.01
+        while self.running:
+            try:
+                items = await self._storage_call(queue.receive(batch, visibility), f"receive {queue.name}")
+            except StorageUnavailableError:
+                await asyncio.sleep(min(5.0, max(0.5, delay)))
+                delay = min(5.0, delay * 2)
+                continue
+            if items:
+                return items
+            await self._sleep(queue.name, delay * random.uniform(0.8, 1.2))
+            delay = min(self.opt.max_polling_interval, delay * 2 + 0.01)
+        return []
+
+    async def _control_loop(self, queue) -> None:
+        while self.running:
+            items = await self._poll(queue, self.opt.control_batch_size, self.opt.control_visibility)
+            for qi in items:
+                item = Item(queue, qi.id, qi.pop_receipt, qi.dequeue_count,
+                            qi.data.task_message if qi.data else None,
+                            qi.data.episode if qi.data else None, qi)
+                await self._admit(item)
+
+    async def _admit(self, item: Item) -> None:
+        if item.message is None:
+            await self._poison(item, f"cannot parse message: {getattr(item.raw, 'error', 'unknown')}")
+            return
+        if item.dequeue_count > self.opt.poison_max_dequeue_count:
+            await self._poison(item, f"processing failed {item.dequeue_count - 1} times")
+            return
+        event = item.message.get("Event") or {}
+        if event.get("EventType") == ET.TimerFired:
+            fire_at = parse_time(event.get("FireAt"))
+            if fire_at and (fire_at - utcnow()).total_seconds() > 1.0:   # a long timer's hop: requeue
+                await self._requeue_timer(item, fire_at)
+                return
+        iid = (item.message.get("OrchestrationInstance") or {}).get("InstanceId")
+        session = self.sessions.get(iid)
+        if session is None:
+            session = self.sessions[iid] = _Session()
+        if any(p.id == item.id for p in session.pending):
+            return
+        session.pending.append(item)
+        if session.task is None or session.task.done():
+            session.task = asyncio.get_running_loop().create_task(self._run_session(iid, session))
+
+    async def _poison(self, item: Item, reason: str) -> None:
+        log.error("poison message %s in %s moved to %s-poison: %s", item.id, item.queue.name, item.queue.name,
+                  reason)
+        try:
+            if item.raw is not None:
+                await item.queue.move_to_poison(item.raw, reason)
+        except StorageUnavailableError:
+            pass
+
+    async def _requeue_timer(self, item: Item, fire_at) -> None:
+        remaining = (fire_at - utcnow()).total_seconds()
+        await item.queue.send(item.message, visibility_timeout=min(remaining, MAX_QUEUE_DELAY),
+                              episode=item.episode)
+        await item.queue.delete(item.raw or item)
+
+    # -- sessions and episodes ------------------------------------------------------------------
+    async def _run_session(self, instance_id: str, session: _Session) -> None:
+        while session.pending and self.running:
+            items, session.pending = session.pending, []
+            async with self.orchestration_slots:
+                try:
+                    await self._episode(instance_id, items)
+                except SplitBrainError:
+                    log.warning("instance %s was checkpointed by another host; will replay", instance_id)
+                    self.states.pop(instance_id, None)
+                except StorageUnavailableError:
+                    self.states.pop(instance_id, None)
+                    await asyncio.sleep(1.0)
+                except Exception:  # noqa: BLE001 - never let one instance take the host down
+                    log.exception("episode of instance %s failed; its messages will be retried", instance_id)
+                    self.states.pop(instance_id, None)
+        if not session.pending and self.sessions.get(instance_id) is session:
+            del self.sessions[instance_id]
+
+    async def _load(self, instance_id: str) -> InstanceState:
+        state = self.states.get(instance_id)
+        if state is None:
+            snap = await self._storage_call(self.hub.history.load(instance_id), "load history")
+            state = InstanceState(instance_id, snap.execution_id, list(snap.events), snap.etag,
+                                  status_from_history(snap.events))
+            self.states[instance_id] = state
+        return state
+
+    async def _episode(self, instance_id: str, items: list[Item]) -> None:
+        items.sort(key=lambda i: (i.message.get("Event") or {}).get("EventType") != ET.ExecutionStarted)
+        state = await self._load(instance_id)
+        t = triage(state, [i.message for i in items])
+        for idx, why in t.dropped:
+            log.debug("instance %s: dropped message %s (%s)", instance_id, items[idx].id, why)
+        if t.deferred:
+            await asyncio.gather(*(self._defer(items[i]) for i in t.deferred))
+        if not t.accepted:
+            await self._delete([items[i] for i, _ in t.dropped])
+            return
+        now = utcnow()
+        if state.history and now <= parse_time(state.history[-1]["Timestamp"]):
+            now = parse_time(state.history[-1]["Timestamp"]) + timedelta(microseconds=1)
+        rewind_ids = None
+        rewrite = False
+        if any(e.get("EventType") == ET.ExecutionRewound for e in t.accepted):
+            state.history, rewind_ids = rewind_history(state.history)
+            state.status = OrchestrationStatus.Running
+            rewrite = True
+        episode_events, reset = begin(state, t.accepted, now)
+        start = episode_events[1] if reset else state.started_event
+        name = (start or {}).get("Name") or ""
+        output = None
+        known = True
+        if needs_orchestrator(state, t.accepted) and start is not None:
+            known = any(n.lower() == name.lower() for n in self.functions.orchestrator_names())
+            if not known:
+                from .protocol import OrchestratorOutput
+                output = OrchestratorOutput({}, self._unknown("orchestrator", name,
+                                                              self.functions.orchestrator_names()))
+            else:
+                output = await self._call_orchestrator(instance_id, state, episode_events, reset, start)
+        d = decide(state, episode_events, reset, output, now, store_inputs=self.opt.store_inputs,
+                   known_orchestrator=known, rewind_ids=rewind_ids, missing_function=self._missing)
+        for line in d.log:
+            log.info("instance %s: %s", instance_id, line)
+        await self._commit(state, d, items, t, rewrite)
+        self.stats["episodes"] += 1
+
+    async def _call_orchestrator(self, instance_id, state, episode_events, reset, start):
+        history = ([] if reset else state.history) + episode_events
+        parent = ((start.get("ParentInstance") or {}).get("OrchestrationInstance") or {}).get("InstanceId")
+        body = context_json(instance_id=instance_id, history=history, input_text=start.get("Input"),
+                            parent_instance_id=parent, is_replaying=bool(state.history) and not reset)
+        try:
+            return parse_output(await self.functions.run_orchestrator(start.get("Name"), body))
+        except UserCodeError as e:
+            return parse_failure(e.message if "$OutOfProcData$" in e.message else f"{e.message}")
+        except ValueError as e:
+            log.exception("orchestrator %s returned an unreadable answer", start.get("Name"))
+            return parse_failure(str(e))
+
+    @staticmethod
+    def _unknown(kind: str, name: str, known: list[str]) -> str:
+        listing = (f"The following are the known {kind} functions: " + ", ".join(f"'{n}'" for n in known) + "."
+                   if known else f"No {kind} functions are currently registered!")
+        return f"The function '{name}' doesn't exist, is disabled, or is not an {kind} function. " \
+               f"Additional info: {listing}"
+
+    def _missing(self, kind: str, name: str | None) -> str | None:
+        if kind == "activity" and name != "BuiltIn::HttpActivity":
+            names = self.functions.activity_names()
+            if not any(n.lower() == (name or "").lower() for n in names):
+                return self._unknown("activity", name, names)
+        if kind == "suborch":
+            names = self.functions.orchestrator_names()
+            if not any(n.lower() == (name or "").lower() for n in names):
+                return self._unknown("orchestrator", name, names)
+        return None
+
+    async def _commit(self, state: InstanceState, d, items: list[Item], t, rewrite: bool) -> None:
+        iid = state.instance_id
+        episode_no = sum(1 for e in state.history if e.get("EventType") == ET.OrchestratorStarted) + 1
+        sender = {"InstanceId": iid, "ExecutionId": d.execution_id}
+        # 1. outbound messages
+        handoffs = await asyncio.gather(*(self._send(o, episode_no, sender) for o in d.outbound))
+        # 2. history (the commit point)
+        if d.reset_history:
+            base, start_index = [], 0
+        elif rewrite:
+            base, start_index = state.history, 0
+        else:
+            base, start_index = state.history, len(state.history)
+        to_write = (base + d.new_events) if rewrite else d.new_events
+        if to_write:
+            state.etag = await self.hub.history.append(iid, d.execution_id, to_write, start_index, state.etag)
+        state.history = base + d.new_events
+        state.execution_id = d.execution_id
+        state.status = d.status
+        # 3. instance row
+        row = dict(d.row)
+        row["Worker"] = self.opt.worker_id
+        await self.hub.instances.merge(iid, row)
+        # 4. consumed and dropped messages
+        await self._delete([items[i] for i in t.consumed] + [items[i] for i, _ in t.dropped])
+        for h in handoffs:
+            if h is not None:
+                h()
+        if d.status in (OrchestrationStatus.Completed, OrchestrationStatus.Failed,
+                        OrchestrationStatus.Terminated):
+            log.info("instance %s (%s) %s", iid, state.name, d.status.name.lower())
+
+    async def _delete(self, items: list[Item]) -> None:
+        async def one(i: Item):
+            try:
+                await i.queue.delete(i.raw if i.raw is not None else i)
+            except StorageUnavailableError:
+                pass
+        if items:
+            await asyncio.gather(*(one(i) for i in items))
+
+    async def _defer(self, item: Item) -> None:
+        delay = min(2 ** max(0, item.dequeue_count - 1) * 0.5, 10.0)
+        try:
+            await item.queue.set_visibility(item.raw if item.raw is not None else item, delay)
+        except Exception:  # noqa: BLE001 - it reappears after its visibility timeout anyway
+            pass
+        if item.raw is None:   # a handed-over message: deliver it again ourselves
+            loop = asyncio.get_running_loop()
+            loop.call_later(delay, lambda: self._spawn(self._admit(item)) if self.running else None)
+
+    # -- sending with in-memory handoff ---------------------------------------------------------
+    async def _send(self, o, episode: int | None, sender: dict | None):
+        """Send one outbound message; returns a callback that hands it over locally (after commit)."""
+        if o.to_work_items:
+            queue = self.hub.work_items
+            local = self.running
+            hide = self.opt.work_item_visibility if local else 0.0
+        else:
+            queue = self.hub.control_queue_for(o.instance_id)
+            local = self.owns(o.instance_id)
+            hide = o.delay
+            if local:
+                hide = min(o.delay + self.opt.control_visibility, MAX_QUEUE_DELAY) if o.delay < MAX_QUEUE_DELAY \
+                    else MAX_QUEUE_DELAY
+            else:
+                hide = min(o.delay, MAX_QUEUE_DELAY)
+        sent = await queue.send(o.message, visibility_timeout=hide, episode=episode, sender=sender)
+        if not local or sent is None or o.delay >= MAX_QUEUE_DELAY:
+            if not local:
+                self._wake(queue.name)
+            return None
+        item = Item(queue, sent.id, sent.pop_receipt, 1, o.message, episode)
+
+        def handoff():
+            if o.to_work_items:
+                self._spawn(self._run_activity(item))
+            elif o.delay > 0:
+                asyncio.get_running_loop().call_later(
+                    o.delay, lambda: self._spawn(self._admit(item)) if self.running else None)
+            else:
+                self._spawn(self._admit(item))
+        return handoff
+
+    async def send_to_instance(self, instance_id: str, message: dict) -> None:
+        """Used by clients in this process (start, raise, terminate...): send, and hand over if owned."""
+        from .episode import Outbound
+        h = await self._send(Outbound(False, instance_id, message), None, None)
+        if h:
+            h()
+
+    # -- activities -----------------------------------------------------------------------------
+    async def _work_item_loop(self) -> None:
+        queue = self.hub.work_items
+        while self.running:
+            await self.activity_slots.acquire()
+            self.activity_slots.release()
+            items = await self._poll(queue, 32, self.opt.work_item_visibility)
+            for qi in items:
+                item = Item(queue, qi.id, qi.pop_receipt, qi.dequeue_count,
+                            qi.data.task_message if qi.data else None, qi.data.episode if qi.data else None, qi)
+                self._spawn(self._run_activity(item))
+
+    async def _run_activity(self, item: Item) -> None:
+        if item.message is None:
+            await self._poison(item, f"cannot parse message: {getattr(item.raw, 'error', 'unknown')}")
+            return
+        e = item.message.get("Event") or {}
+        inst = item.message.get("OrchestrationInstance") or {}
+        name = e.get("Name") or ""
+        if item.dequeue_count > self.opt.poison_max_dequeue_count:
+            await self._poison(item, f"activity '{name}' was attempted {item.dequeue_count - 1} times")
+            await self._activity_result(item, inst, ev.task_failed(
+                utcnow(), e.get("EventId"), f"Activity function '{name}' failed:  PoisonMessage: the work item "
+                f"was moved to {item.queue.name}-poison after {item.dequeue_count - 1} attempts", None))
+            return
+        async with self.activity_slots:
+            renew = self._spawn(self._keep_hidden(item))
+            try:
+                try:
+                    args = json.loads(e.get("Input") or "[]")
+                    input_text = args[0] if isinstance(args, list) and args else None
+                except ValueError:
+                    input_text = e.get("Input")
+                try:
+                    result = await self.functions.run_activity(name, input_text, instance_id=inst.get("InstanceId"))
+                    done = ev.task_completed(utcnow(), e.get("EventId"), result)
+                except UserCodeError as err:
+                    log.error("activity %s of instance %s failed: %s: %s\n%s", name, inst.get("InstanceId"),
+                              err.type_name, err.message, err.traceback_text)
+                    details = json.dumps({"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
+                                          "Message": f"Result: Failure\nException: {err.type_name}: {err.message}",
+                                          "StackTrace": err.traceback_text})
+                    done = ev.task_failed(utcnow(), e.get("EventId"),
+                                          f"Activity function '{name}' failed:  {err.type_name}: {err.message}",
+                                          details)
+            finally:
+                renew.cancel()
+            await self._activity_result(item, inst, done)
+            self.stats["activities"] += 1
+
+    async def _activity_result(self, item: Item, inst: dict, done: dict) -> None:
+        from .episode import Outbound
+        iid = inst.get("InstanceId")
+        msg = ev.task_message(done, iid, inst.get("ExecutionId"))
+        h = await self._send(Outbound(False, iid, msg), item.episode, inst)
+        await item.queue.delete(item.raw if item.raw is not None else item)
+        if h:
+            h()
+
+    async def _keep_hidden(self, item: Item) -> None:
+        """Renew a running activity's visibility so no other host starts it meanwhile."""
+        period = max(1.0, self.opt.work_item_visibility / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await item.queue.set_visibility(item.raw if item.raw is not None else item,
+                                                self.opt.work_item_visibility)
+            except Exception:  # noqa: BLE001
+                log.debug("could not renew work item %s", item.id)

@@ -1,0 +1,103 @@
+"""Instance operations shared by the HTTP API and the CLI: status payloads, history views, filters."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from .storage.instances import InstanceRow
+from .storage.schema import EventType, OrchestrationStatus, parse_time
+
+ET = EventType
+
+
+def parse_stored_json(text: str | None):
+    """Stored Input/Output/CustomStatus -> a JSON value; text that is not JSON stays a plain string."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+def http_time(dt: datetime | None) -> str | None:
+    """`yyyy-MM-ddTHH:mm:ssZ` as the Durable HTTP API writes times."""
+    if dt is None:
+        return None
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_payload(row: InstanceRow, *, show_input: bool = True, history: list[dict] | None = None,
+                   show_history_output: bool = False) -> dict:
+    """The status object of the Durable HTTP API (StatusResponsePayload)."""
+    custom = parse_stored_json(row.custom_status)
+    out = {
+        "name": row.name,
+        "instanceId": row.instance_id,
+        "runtimeStatus": row.runtime_status.name,
+        "input": parse_stored_json(row.input) if show_input else None,
+        "customStatus": custom,
+        "output": parse_stored_json(row.output),
+        "createdTime": http_time(row.created_time),
+        "lastUpdatedTime": http_time(row.last_updated_time),
+    }
+    if history is not None:
+        out["historyEvents"] = history_view(history, show_output=show_history_output, show_input=show_input)
+    return out
+
+
+def history_view(events: list[dict], *, show_output: bool = False, show_input: bool = False) -> list[dict]:
+    """History as the HTTP API shows it: names for EventType, scheduling rows folded into their completions."""
+    scheduled = {e.get("EventId"): e for e in events
+                 if e.get("EventType") in (ET.TaskScheduled, ET.SubOrchestrationInstanceCreated)}
+    out = []
+    for e in events:
+        t = e.get("EventType")
+        if t in (ET.OrchestratorStarted, ET.OrchestratorCompleted, ET.TaskScheduled,
+                 ET.SubOrchestrationInstanceCreated):
+            continue
+        item = {"EventType": ET(t).name if t in ET._value2member_map_ else t, "Timestamp": e.get("Timestamp")}
+        if t in (ET.TaskCompleted, ET.TaskFailed, ET.SubOrchestrationInstanceCompleted,
+                 ET.SubOrchestrationInstanceFailed):
+            s = scheduled.get(e.get("TaskScheduledId")) or {}
+            item["FunctionName"] = s.get("Name")
+            item["ScheduledTime"] = s.get("Timestamp")
+        for key in ("Name", "FireAt", "TimerId", "Reason", "Details", "OrchestrationStatus", "InstanceId"):
+            if e.get(key) is not None:
+                item[key] = e[key]
+        if t == ET.ExecutionStarted:
+            item["FunctionName"] = e.get("Name")
+            item.pop("Name", None)
+        if t == ET.ExecutionCompleted and isinstance(item.get("OrchestrationStatus"), int):
+            item["OrchestrationStatus"] = OrchestrationStatus(item["OrchestrationStatus"]).name
+        if show_output and e.get("Result") is not None:
+            item["Result"] = parse_stored_json(e["Result"])
+        if show_input and e.get("Input") is not None:
+            item["Input"] = parse_stored_json(e["Input"])
+        out.append(item)
+    return out
+
+
+def parse_statuses(values: list[str] | str | None) -> list[OrchestrationStatus] | None:
+    """`Running,Pending` or ['running completed'] -> statuses; ValueError naming a bad one."""
+    if not values:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values:
+        for token in str(v).replace(",", " ").split():
+            out.append(OrchestrationStatus.parse(token))
+    return out or None
+
+
+def parse_date(value: str | None, what: str) -> datetime | None:
+    """ISO 8601 with or without time zone (UTC assumed); ValueError naming the option and value."""
+    if value is None or value == "":
+        return None
+    try:
+        dt = parse_time(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{what}: '{value}' is not a date (use ISO 8601, e.g. 2024-01-31 or "
+                         "2024-01-31T12:00:00Z)") from None
+    return dt

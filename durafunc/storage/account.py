@@ -1,0 +1,99 @@
+"""One storage account: the async Table, Queue and Blob service clients, sharing one aiohttp session."""
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from azure.core.pipeline.transport import AioHttpTransport
+from azure.data.tables.aio import TableServiceClient
+from azure.storage.blob.aio import LinearRetry as BlobRetry
+from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.queue._shared.policies_async import LinearRetry as QueueRetry  # not re-exported by queue.aio
+from azure.storage.queue.aio import QueueServiceClient
+
+# The SDKs log every request and response at INFO; keep only warnings and errors.
+for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.storage", "azure.data.tables"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+_AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    f"AccountKey={_AZURITE_KEY};"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+# Local emulator: give up within about a second instead of the storage SDKs' 15 s+ exponential backoff.
+_RETRIES = 3
+_CONNECT_TIMEOUT = 5
+
+
+def expand_connection_string(conn: str) -> str:
+    """`UseDevelopmentStorage=true` -> the explicit Azurite connection string; anything else unchanged."""
+    parts = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in conn.split(";")) if k.strip()}
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        proxy = parts.get("developmentstorageproxyuri")
+        return DEVELOPMENT_STORAGE.replace("http://127.0.0.1", proxy.rstrip("/")) if proxy else DEVELOPMENT_STORAGE
+    return conn
+
+
+class StorageAccount:
+    """Lazily built aio service clients over one shared aiohttp.ClientSession (create inside a running loop)."""
+
+    def __init__(self, connection_string: str):
+        self.connection_string = expand_connection_string(connection_string)
+        self._session: aiohttp.ClientSession | None = None
+        self._tables: TableServiceClient | None = None
+        self._queues: QueueServiceClient | None = None
+        self._blobs: BlobServiceClient | None = None
+
+    @classmethod
+    def from_connection_string(cls, conn: str) -> "StorageAccount":
+        return cls(conn)
+
+    def _transport(self) -> AioHttpTransport:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=0),
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False)
+        return AioHttpTransport(session=self._session, session_owner=False, connection_timeout=_CONNECT_TIMEOUT)
+
+    @property
+    def table_service(self) -> TableServiceClient:
+        if self._tables is None:
+            self._tables = TableServiceClient.from_connection_string(
+                self.connection_string, transport=self._transport(), retry_total=_RETRIES,
+                retry_backoff_factor=0.2, retry_backoff_max=2)
+        return self._tables
+
+    @property
+    def queue_service(self) -> QueueServiceClient:
+        if self._queues is None:
+            self._queues = QueueServiceClient.from_connection_string(
+                self.connection_string, transport=self._transport(),
+                retry_policy=QueueRetry(backoff=0.3, random_jitter_range=0.1, retry_total=_RETRIES))
+        return self._queues
+
+    @property
+    def blob_service(self) -> BlobServiceClient:
+        if self._blobs is None:
+            self._blobs = BlobServiceClient.from_connection_string(
+                self.connection_string, transport=self._transport(),
+                retry_policy=BlobRetry(backoff=0.3, random_jitter_range=0.1, retry_total=_RETRIES))
+        return self._blobs
+
+    async def close(self) -> None:
+        for client in (self._tables, self._queues, self._blobs):
+            if client is not None:
+                await client.close()
+        self._tables = self._queues = self._blobs = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> "StorageAccount":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
