@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -40,19 +41,22 @@ class EngineOptions:
     poison_max_dequeue_count: int = 5
     store_inputs: bool = False
     lease_duration: float = 15.0
+    local_activities: bool = True         # run own activities from history, without work-item messages
+    row_refresh: float = 1.0              # min seconds between instance-row writes that change only times
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
 @dataclass
 class Item:
     """A delivered message: from a queue poll, or handed over in memory (same fields)."""
-    queue: object                 # MessageQueue it lives in
+    queue: object                 # MessageQueue it lives in; None: in memory only (history is the record)
     id: str
     pop_receipt: str
     dequeue_count: int
     message: dict | None          # the TaskMessage
     episode: int | None = None
     raw: object = None            # the QueueItem when it came from a poll
+    recover: bool = False         # a request to re-dispatch the instance's open local activities
 
 
 class _Session:
@@ -78,7 +82,10 @@ class Engine:
         self.running = False
         self.balancer = None
         self.outage_logged = False
-        self.stats = {"episodes": 0, "activities": 0}
+        self.stats = {"episodes": 0, "activities": 0, "recovered": 0}
+        self.inflight: set[tuple[str, int]] = set()       # (instance, task id) activities running here
+        self.row_written: dict[str, tuple[float, tuple]] = {}
+        self._local_ids = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, *, create: bool = True) -> None:
@@ -119,6 +126,8 @@ class Engine:
             log.info("partition %s acquired by %s", partition, self.opt.worker_id)
             queue = next(q for q in self.hub.control_queues if q.name == partition)
             self.owned[partition] = asyncio.get_running_loop().create_task(self._control_loop(queue))
+            if self.opt.local_activities:
+                self._spawn(self._recover_partition(partition))
 
     async def _on_lost(self, partition: str) -> None:
         task = self.owned.pop(partition, None)
@@ -183,7 +192,41 @@ class Engine:
                             qi.data.episode if qi.data else None, qi)
                 await self._admit(item)
 
+    def _local_item(self, message: dict | None, episode: int | None = None, **kw) -> Item:
+        self._local_ids += 1
+        return Item(None, f"local-{self._local_ids}", "", 1, message, episode, **kw)
+
+    async def _recover_partition(self, partition: str) -> None:
+        """After taking a partition: instances with activities that were running on a host that is gone
+        have only their TaskScheduled rows to show for it; schedule a recovery pass for each."""
+        try:
+            token = None
+            while self.running and partition in self.owned:
+                rows, token = await self.hub.instances.query(statuses=[OrchestrationStatus.Running], top=500,
+                                                             continuation=token)
+                for row in rows:
+                    if self.hub.control_queue_for(row.instance_id).name == partition:
+                        await self._enqueue(row.instance_id, self._local_item(None, recover=True))
+                if not token:
+                    return
+        except StorageUnavailableError:
+            await asyncio.sleep(2.0)
+            if self.running and partition in self.owned:
+                self._spawn(self._recover_partition(partition))
+
+    async def _enqueue(self, iid: str, item: Item) -> None:
+        session = self.sessions.get(iid)
+        if session is None:
+            session = self.sessions[iid] = _Session()
+        if item.queue is not None and any(p.id == item.id for p in session.pending):
+            return
+        session.pending.append(item)
+        if session.task is None or session.task.done():
+            session.task = asyncio.get_running_loop().create_task(self._run_session(iid, session))
+
     async def _admit(self, item: Item) -> None:
+        if item.recover:
+            return
         if item.message is None:
             await self._poison(item, f"cannot parse message: {getattr(item.raw, 'error', 'unknown')}")
             return
@@ -197,14 +240,7 @@ class Engine:
                 await self._requeue_timer(item, fire_at)
                 return
         iid = (item.message.get("OrchestrationInstance") or {}).get("InstanceId")
-        session = self.sessions.get(iid)
-        if session is None:
-            session = self.sessions[iid] = _Session()
-        if any(p.id == item.id for p in session.pending):
-            return
-        session.pending.append(item)
-        if session.task is None or session.task.done():
-            session.task = asyncio.get_running_loop().create_task(self._run_session(iid, session))
+        await self._enqueue(iid, item)
 
     async def _poison(self, item: Item, reason: str) -> None:
         log.error("poison message %s in %s moved to %s-poison: %s", item.id, item.queue.name, item.queue.name,
@@ -250,8 +286,14 @@ class Engine:
         return state
 
     async def _episode(self, instance_id: str, items: list[Item]) -> None:
+        recover = any(i.recover for i in items)
+        items = [i for i in items if not i.recover]
         items.sort(key=lambda i: (i.message.get("Event") or {}).get("EventType") != ET.ExecutionStarted)
         state = await self._load(instance_id)
+        if recover:
+            await self._redispatch(state)
+        if not items:
+            return
         t = triage(state, [i.message for i in items])
         for idx, why in t.dropped:
             log.debug("instance %s: dropped message %s (%s)", instance_id, items[idx].id, why)
@@ -288,6 +330,31 @@ class Engine:
             log.info("instance %s: %s", instance_id, line)
         await self._commit(state, d, items, t, rewrite)
         self.stats["episodes"] += 1
+
+    async def _redispatch(self, state: InstanceState) -> None:
+        """Run again the activities scheduled in history that have no result and are not running here."""
+        if state.status != OrchestrationStatus.Running or not state.history:
+            return
+        done = state.completed_ids()
+        open_ids = {e["EventId"] for e in state.history
+                    if e.get("EventType") == ET.TaskScheduled and e["EventId"] not in done
+                    and (state.instance_id, e["EventId"]) not in self.inflight}
+        if not open_ids:
+            return
+        start = state.started_event
+        output = await self._call_orchestrator(state.instance_id, state, [], False, start)
+        from .replay import entries_of, replay
+        result = replay(entries_of(output.state), state.history, utcnow())
+        episode_no = sum(1 for e in state.history if e.get("EventType") == ET.OrchestratorStarted)
+        for node in result.issued:
+            if node.id in open_ids and node.kind == "activity":
+                message = ev.task_message(ev.task_scheduled(utcnow(), node.id, node.name,
+                                                            json.dumps([(node.action or {}).get("input")])),
+                                          state.instance_id, state.execution_id)
+                log.info("instance %s: running activity '%s' (task %s) again after a host change",
+                         state.instance_id, node.name, node.id)
+                self.stats["recovered"] += 1
+                self._spawn(self._run_activity(self._local_item(message, episode_no)))
 
     async def _call_orchestrator(self, instance_id, state, episode_events, reset, start):
         history = ([] if reset else state.history) + episode_events
@@ -339,21 +406,35 @@ class Engine:
         state.history = base + d.new_events
         state.execution_id = d.execution_id
         state.status = d.status
-        # 3. instance row
-        row = dict(d.row)
-        row["Worker"] = self.opt.worker_id
-        await self.hub.instances.merge(iid, row)
-        # 4. consumed and dropped messages
-        await self._delete([items[i] for i in t.consumed] + [items[i] for i, _ in t.dropped])
+        # the new work is durable now: hand over what this host does itself before the bookkeeping
         for h in handoffs:
             if h is not None:
                 h()
+        # 3. instance row, 4. consumed and dropped messages (both after the commit point, in parallel)
+        row = dict(d.row)
+        row["Worker"] = self.opt.worker_id
+        await asyncio.gather(self._write_row(iid, row),
+                             self._delete([items[i] for i in t.consumed] + [items[i] for i, _ in t.dropped]))
         if d.status in (OrchestrationStatus.Completed, OrchestrationStatus.Failed,
                         OrchestrationStatus.Terminated):
             log.info("instance %s (%s) %s", iid, state.name, d.status.name.lower())
 
+    async def _write_row(self, iid: str, row: dict) -> None:
+        """Merge the instance row; skip it when only its times would change and it was written just now."""
+        key = tuple(sorted((k, str(v)) for k, v in row.items() if k not in ("LastUpdatedTime",)))
+        now = time.monotonic()
+        last = self.row_written.get(iid)
+        if last is not None and last[1] == key and now - last[0] < self.opt.row_refresh:
+            return
+        await self.hub.instances.merge(iid, row)
+        self.row_written[iid] = (now, key)
+        if len(self.row_written) > 10000:
+            self.row_written.clear()
+
     async def _delete(self, items: list[Item]) -> None:
         async def one(i: Item):
+            if i.queue is None:
+                return
             try:
                 await i.queue.delete(i.raw if i.raw is not None else i)
             except StorageUnavailableError:
@@ -363,6 +444,11 @@ class Engine:
 
     async def _defer(self, item: Item) -> None:
         delay = min(2 ** max(0, item.dequeue_count - 1) * 0.5, 10.0)
+        if item.queue is None:
+            item.dequeue_count += 1
+            asyncio.get_running_loop().call_later(
+                delay, lambda: self._spawn(self._admit(item)) if self.running else None)
+            return
         try:
             await item.queue.set_visibility(item.raw if item.raw is not None else item, delay)
         except Exception:  # noqa: BLE001 - it reappears after its visibility timeout anyway
@@ -374,6 +460,9 @@ class Engine:
     # -- sending with in-memory handoff ---------------------------------------------------------
     async def _send(self, o, episode: int | None, sender: dict | None):
         """Send one outbound message; returns a callback that hands it over locally (after commit)."""
+        if o.to_work_items and self.running and self.opt.local_activities:
+            item = self._local_item(o.message, episode)
+            return lambda: self._spawn(self._run_activity(item))
         if o.to_work_items:
             queue = self.hub.work_items
             local = self.running
@@ -436,8 +525,10 @@ class Engine:
                 utcnow(), e.get("EventId"), f"Activity function '{name}' failed:  PoisonMessage: the work item "
                 f"was moved to {item.queue.name}-poison after {item.dequeue_count - 1} attempts", None))
             return
+        key = (inst.get("InstanceId"), e.get("EventId"))
+        self.inflight.add(key)
         async with self.activity_slots:
-            renew = self._spawn(self._keep_hidden(item))
+            renew = self._spawn(self._keep_hidden(item)) if item.queue is not None else None
             try:
                 try:
                     args = json.loads(e.get("Input") or "[]")
@@ -457,18 +548,28 @@ class Engine:
                                           f"Activity function '{name}' failed:  {err.type_name}: {err.message}",
                                           details)
             finally:
-                renew.cancel()
-            await self._activity_result(item, inst, done)
+                if renew is not None:
+                    renew.cancel()
+            try:
+                await self._activity_result(item, inst, done)
+            finally:
+                self.inflight.discard(key)
             self.stats["activities"] += 1
 
     async def _activity_result(self, item: Item, inst: dict, done: dict) -> None:
         from .episode import Outbound
         iid = inst.get("InstanceId")
         msg = ev.task_message(done, iid, inst.get("ExecutionId"))
+        if item.queue is None and self.owns(iid):
+            # in memory: the history commit that consumes it is the durable record (a crash before it
+            # re-runs the activity, from its TaskScheduled row)
+            await self._admit(self._local_item(msg, item.episode))
+            return
         h = await self._send(Outbound(False, iid, msg), item.episode, inst)
-        await item.queue.delete(item.raw if item.raw is not None else item)
         if h:
-            h()
+            h()   # the result is durable in its queue: deliver it, then forget the work item
+        if item.queue is not None:
+            await item.queue.delete(item.raw if item.raw is not None else item)
 
     async def _keep_hidden(self, item: Item) -> None:
         """Renew a running activity's visibility so no other host starts it meanwhile."""
