@@ -31,7 +31,8 @@ test-stress: install
 	$(PY) -m pytest -q -m stress $(PYTEST_ARGS)
 
 bench: install
-	$(PY) -m bench
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

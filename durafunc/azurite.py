@@ -284,3 +284,29 @@ def install(app_root: Path) -> None:
                        cwd=app_root, stdout=sys.stderr, stderr=sys.stderr)
     if r.returncode:
         raise AzuriteError(f"'npm install azurite@{AZURITE_VERSION}' failed with exit code {r.returncode}")
+
+
+def ensure_azurite(settings, *, echo=print) -> tuple[str, "ManagedAzurite | None"]:
+    """The storage connection to use; starts a managed Azurite when it points here and nothing answers."""
+    conn = settings.connection_string
+    if not conn:
+        raise AzuriteError(
+            f"Missing value for {settings.connection_setting} in local.settings.json. Set it to "
+            "'UseDevelopmentStorage=true' to use Azurite (durafunc starts one for you), or to a connection string.")
+    endpoints = local_endpoints(conn)
+    if endpoints is None:
+        return conn, None
+    answering = [(h, p) for h, p in endpoints if port_answers("127.0.0.1" if h == "localhost" else h, p)]
+    if len(answering) == len(endpoints):
+        return conn, None
+    if answering:
+        raise AzuriteError("only some storage endpoints answer (" + ", ".join(f"{h}:{p}" for h, p in answering)
+                           + "); stop whatever listens there or start a complete Azurite")
+    config = AzuriteConfig.load(settings.app_root)
+    config.host = endpoints[0][0] if endpoints[0][0] != "localhost" else "127.0.0.1"
+    config.blob_port, config.queue_port, config.table_port = (p for _, p in endpoints)
+    managed = ManagedAzurite(config, settings.app_root)
+    managed.start()
+    where = "in memory" if config.in_memory else f"data in {managed.data_dir}"
+    echo(f"Started Azurite (blob {config.blob_port}, queue {config.queue_port}, table {config.table_port}; {where}).")
+    return conn, managed

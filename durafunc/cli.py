@@ -27,6 +27,81 @@ def main() -> None:
 
 # == host: start ==============================================================================
 
+class _HostFormatter:
+    """`[time] message`, with the function and invocation for user logs, as Core Tools prints them."""
+
+    def __init__(self):
+        import logging
+        self._base = logging.Formatter()
+
+    def format(self, record) -> str:
+        import datetime
+        ts = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        who = f"{record.function_name} ({record.invocation_id[:8]}): " if getattr(record, "function_name", "") else ""
+        level = "" if record.levelname == "INFO" else f"{record.levelname}: "
+        text = f"[{ts[:-3]}Z] {level}{who}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self._base.formatException(record.exc_info)
+        return text
+
+
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    from .functions.logcontext import InvocationFilter
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(InvocationFilter())
+    handler.setFormatter(_HostFormatter())
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not verbose:
+        logging.getLogger("durafunc.engine").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("-p", "--port", type=int, default=None, help="Local port to listen on. Default: 7071")
+@click.option("--address", default=None, help="Local IP address to bind to. Default: 127.0.0.1")
+@click.option("--cors", default=None, help="A comma separated list of CORS origins with no spaces.")
+@click.option("--cors-credentials", is_flag=True, default=None, help="Allow cross-origin authenticated requests.")
+@click.option("--functions", multiple=True, help="A function to load (repeat, or space separated).")
+@click.option("--strict", is_flag=True, help="Stop if any function fails to load.")
+@click.option("--enable-auth", "--enableAuth", "enable_auth", is_flag=True,
+              help="Require function keys (kept in .durafunc/keys.json).")
+@click.option("--no-reload", is_flag=True, help="Do not reload when files of the app change.")
+@click.option("--task-hub-name", default=None, help="Task hub to use instead of host.json's hubName.")
+@click.option("--worker-id", default=None, help="Name of this host in the task hub (default: hostname-pid).")
+@click.option("--script-root", "--prefix", "script_root", type=click.Path(file_okay=False), default=None,
+              help="Path to the root of the function app (default: the current folder).")
+@click.option("--verbose", is_flag=True, help="Show engine and host logs.")
+def start(port, address, cors, cors_credentials, functions, strict, enable_auth, no_reload, task_hub_name,
+          worker_id, script_root, verbose):
+    """Launch the Functions host for the app in this folder."""
+    import asyncio
+    import os
+    sys.stdout.reconfigure(line_buffering=True)
+
+    from .azurite import AzuriteError
+    from .host import Host, HostError, StartOptions
+    from .settings import SettingsError, find_app_root, load_settings
+    try:
+        root = find_app_root(script_root or os.getcwd())
+        os.chdir(root)
+        settings = load_settings(root, hub_name=task_hub_name)
+    except SettingsError as e:
+        raise UserError(str(e)) from None
+    _configure_logging(verbose)
+    names = [n for item in functions for n in item.split()] or None
+    opts = StartOptions(port=port, address=address, cors=cors, cors_credentials=cors_credentials,
+                        functions=names, strict=strict, enable_auth=enable_auth, watch=not no_reload,
+                        worker_id=worker_id, verbose=verbose, echo=click.echo)
+    try:
+        asyncio.run(Host(settings, opts).run())
+    except (HostError, AzuriteError, SettingsError) as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
 # == azurite ==================================================================================
 
 # == scaffolding: init, new, templates ========================================================

@@ -1,0 +1,1 @@
+"""durafunc's benchmarks: `make bench` (python -m bench)."""

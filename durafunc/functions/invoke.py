@@ -1,0 +1,226 @@
+"""Invoke user functions as the Azure Python worker does: bindings in, outputs back, sync in a thread pool."""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+from azure.functions import meta
+from azure.functions.durable_functions import ActivityTriggerConverter
+
+from .logcontext import invocation
+from .model import FunctionInfo, LoadedApp
+
+CLIENT_TYPES = ("durableclient", "orchestrationclient")
+
+
+class FunctionNotFound(Exception):
+    pass
+
+
+class FunctionError(Exception):
+    """User code raised: `type_name: message`, with the user's traceback."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = ""):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class _Context(func.Context):
+    """`func.Context` for a parameter named `context` that is not a binding."""
+
+    def __init__(self, fn: FunctionInfo, invocation_id: str):
+        self._fn, self._id = fn, invocation_id
+        self._tls = __import__("threading").local()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._id
+
+    @property
+    def function_name(self) -> str:
+        return self._fn.name
+
+    @property
+    def function_directory(self) -> str:
+        return str(self._fn.directory or self._fn.script_file.parent)
+
+    @property
+    def trace_context(self):
+        return None
+
+    @property
+    def retry_context(self):
+        return None
+
+    @property
+    def thread_local_storage(self):
+        return self._tls
+
+
+class _Out(func.Out):
+    def __init__(self):
+        self._value = None
+
+    def set(self, val) -> None:
+        self._value = val
+
+    def get(self):
+        return self._value
+
+
+def _user_traceback(e: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if "/durafunc/" not in f.filename and "site-packages/azure/functions/" not in f.filename]
+    text = "".join(traceback.format_list(frames)) if frames else "".join(traceback.format_tb(e.__traceback__))
+    return "Traceback (most recent call last):\n" + text + "".join(traceback.format_exception_only(type(e), e))
+
+
+def _params(entry) -> dict[str, inspect.Parameter]:
+    try:
+        return dict(inspect.signature(entry).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+class Invoker:
+    def __init__(self, app: LoadedApp, *, max_workers: int = 10):
+        self.app = app
+        self.pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="durafunc-fn")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=False)
+
+    def _get(self, name: str) -> FunctionInfo:
+        fn = self.app.functions.get(name)
+        if fn is None:
+            fn = next((f for n, f in self.app.functions.items() if n.lower() == name.lower()), None)
+        if fn is None:
+            raise FunctionNotFound(f"The function '{name}' doesn't exist, is disabled, or is not loaded.")
+        return fn
+
+    async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False) -> Any:
+        """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline."""
+        invocation_id = str(uuid.uuid4())
+        params = _params(fn.entry)
+        outs = {}
+        for b in fn.bindings:
+            if b.direction == "out" and b.name != "$return" and b.name in params and b.name not in kwargs:
+                outs[b.name] = kwargs[b.name] = _Out()
+        if "context" in params and "context" not in kwargs and not any(b.name == "context" for b in fn.bindings):
+            kwargs["context"] = _Context(fn, invocation_id)
+        token = invocation.set((fn.name, invocation_id))
+        try:
+            if fn.is_async:
+                result = await fn.entry(**kwargs)
+            elif inline:
+                result = fn.entry(**kwargs)
+            else:
+                ctx = contextvars.copy_context()
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, lambda: ctx.run(fn.entry, **kwargs))
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as e:  # noqa: BLE001 - user code
+            raise FunctionError(type(e).__name__, str(e), _user_traceback(e)) from e
+        finally:
+            invocation.reset(token)
+        return result, outs
+
+    def _inputs(self, fn: FunctionInfo, trigger_value: Any, client_json: str | None) -> dict:
+        kwargs = {}
+        params = _params(fn.entry)
+        for b in fn.bindings:
+            if b.direction != "in" or (b.name not in params and params):
+                continue
+            t = b.type.lower()
+            if b.is_trigger:
+                kwargs[b.name] = trigger_value
+            elif t in CLIENT_TYPES:
+                kwargs[b.name] = client_json
+            else:
+                kwargs[b.name] = None   # other input bindings are not emulated
+        return kwargs
+
+    async def run_orchestrator(self, name: str, context_json: str) -> str:
+        fn = self._get(name)
+        result, _ = await self._call(fn, self._inputs(fn, func.OrchestrationContext(context_json), None),
+                                     inline=True)
+        return result if isinstance(result, str) else json.dumps(result)
+
+    async def run_entity(self, name: str, context_json: str) -> str:
+        fn = self._get(name)
+        result, _ = await self._call(fn, self._inputs(fn, func.EntityContext(context_json), None), inline=True)
+        return result if isinstance(result, str) else json.dumps(result)
+
+    async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
+        fn = self._get(name)
+        datum = meta.Datum(value=input_text if input_text is not None else "null", type="string")
+        value = ActivityTriggerConverter.decode(datum, trigger_metadata={"instanceId": instance_id})
+        result, outs = await self._call(fn, self._inputs(fn, value, None))
+        try:
+            encoded = ActivityTriggerConverter.encode(result, expected_type=None)
+        except Exception as e:  # noqa: BLE001 - not JSON-serializable
+            raise FunctionError(type(e).__name__, str(e)) from e
+        text = encoded.value if encoded is not None else None
+        return None if text in (None, "null") else text
+
+    async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None) -> HttpResult:
+        fn = self._get(name)
+        result, outs = await self._call(fn, self._inputs(fn, request, client_json))
+        for b in fn.bindings:
+            if b.direction == "out" and b.type.lower() == "http" and b.name in outs:
+                result = outs[b.name].get()
+        return to_http_result(result)
+
+    async def run_function(self, name: str, input_text: str | None) -> None:
+        """Run a non-HTTP function by hand (POST /admin/functions/{name})."""
+        fn = self._get(name)
+        if fn.kind == "activity":
+            await self.run_activity(name, json.dumps(input_text) if input_text is not None else None,
+                                    instance_id="")
+            return
+        value: Any = input_text
+        if fn.trigger.type.lower() == "timertrigger":
+            value = _TimerRequest()
+        await self._call(fn, self._inputs(fn, value, None))
+
+
+class _TimerRequest(func.TimerRequest):
+    @property
+    def past_due(self) -> bool:
+        return False
+
+
+def to_http_result(result: Any) -> HttpResult:
+    if result is None:
+        return HttpResult(204)
+    if isinstance(result, func.HttpResponse):
+        headers = [(k, v) for k, v in result.headers.items()]
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            mt = result.mimetype or "text/plain"
+            headers.append(("Content-Type", f"{mt}; charset={result.charset}" if mt.startswith("text/") else mt))
+        return HttpResult(result.status_code, headers, result.get_body() or b"")
+    if isinstance(result, (bytes, bytearray)):
+        return HttpResult(200, [("Content-Type", "application/octet-stream")], bytes(result))
+    if isinstance(result, str):
+        return HttpResult(200, [("Content-Type", "text/plain; charset=utf-8")], result.encode())
+    return HttpResult(200, [("Content-Type", "application/json")], json.dumps(result).encode())
+
+

@@ -1,0 +1,114 @@
+"""What a loaded function app is made of: functions, their bindings, and what failed to load."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+DURABLE_TRIGGERS = {"orchestrationtrigger": "orchestrator", "activitytrigger": "activity",
+                    "entitytrigger": "entity"}
+# Binding types of Azure Functions that durafunc knows (lower-case). Others are reported as unknown.
+KNOWN_BINDINGS = {
+    "httptrigger", "http", "orchestrationtrigger", "activitytrigger", "entitytrigger", "durableclient",
+    "orchestrationclient", "timertrigger", "queuetrigger", "queue", "blobtrigger", "blob", "table",
+    "eventhubtrigger", "eventhub", "servicebustrigger", "servicebus", "cosmosdbtrigger", "cosmosdb",
+    "eventgridtrigger", "eventgrid", "signalr", "signalrconnectioninfo", "sendgrid", "twiliosms",
+    "kafkatrigger", "kafka", "rabbitmqtrigger", "rabbitmq", "sqltrigger", "sql", "daprservicebinding",
+    "generic", "mysql", "mysqltrigger", "assistantskilltrigger", "textcompletion",
+}
+
+
+class AppLoadError(Exception):
+    """Raised with `strict=True` (or when nothing can be loaded at all)."""
+
+
+@dataclass
+class Binding:
+    type: str
+    direction: str          # 'in' | 'out' | 'inout'
+    name: str
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def is_trigger(self) -> bool:
+        return self.type.lower().endswith("trigger")
+
+
+@dataclass
+class FunctionInfo:
+    name: str
+    kind: str               # 'http' | 'orchestrator' | 'activity' | 'entity' | 'other'
+    trigger: Binding
+    bindings: list[Binding]
+    script_file: Path
+    entry: Callable
+    is_async: bool
+    durable_name: str
+    route: str | None = None
+    methods: list[str] | None = None
+    auth_level: str | None = None
+    disabled: bool = False
+    directory: Path | None = None
+
+
+@dataclass
+class LoadError:
+    function: str | None
+    file: str
+    reason: str
+
+
+@dataclass
+class LoadedApp:
+    root: Path
+    model: str
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    errors: list[LoadError] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+
+    def _by_kind(self, kind: str, name: str) -> FunctionInfo | None:
+        low = (name or "").lower()
+        for f in self.functions.values():
+            if f.kind == kind and f.durable_name.lower() == low:
+                return f
+        return None
+
+    def orchestrator(self, name: str) -> FunctionInfo | None:
+        return self._by_kind("orchestrator", name)
+
+    def activity(self, name: str) -> FunctionInfo | None:
+        return self._by_kind("activity", name)
+
+    def entity(self, name: str) -> FunctionInfo | None:
+        return self._by_kind("entity", name)
+
+    def _names(self, kind: str) -> list[str]:
+        return [f.durable_name for f in self.functions.values() if f.kind == kind]
+
+    @property
+    def orchestrator_names(self) -> list[str]:
+        return self._names("orchestrator")
+
+    @property
+    def activity_names(self) -> list[str]:
+        return self._names("activity")
+
+    @property
+    def entity_names(self) -> list[str]:
+        return self._names("entity")
+
+
+def kind_of(trigger: Binding) -> str:
+    t = trigger.type.lower()
+    if t == "httptrigger":
+        return "http"
+    return DURABLE_TRIGGERS.get(t, "other")
+
+
+def durable_name(name: str, trigger: Binding) -> str:
+    """Orchestration/activity/entity name: the binding's override key, else the function name."""
+    for key in ("orchestration", "activity", "entityName"):
+        value = trigger.raw.get(key)
+        if value:
+            return str(value)
+    return name

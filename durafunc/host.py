@@ -1,0 +1,266 @@
+"""`durafunc start`: load the app, bring up storage, the engine and the HTTP server; reload on change."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from .azurite import ManagedAzurite, ensure_azurite
+from .durable.client import DurableClient
+from .durable.engine import Engine, EngineOptions
+from .durable.worker import UserCodeError
+from .settings import Settings, export_values
+from .storage.taskhub import TaskHub
+
+log = logging.getLogger("durafunc.host")
+CLIENT_BINDINGS = ("durableclient", "orchestrationclient")
+
+
+class HostError(Exception):
+    """A one-line reason `durafunc start` cannot run."""
+
+
+@dataclass
+class StartOptions:
+    port: int | None = None
+    address: str | None = None
+    cors: str | None = None
+    cors_credentials: bool | None = None
+    functions: list[str] | None = None
+    strict: bool = False
+    enable_auth: bool = False
+    watch: bool = True
+    worker_id: str | None = None
+    verbose: bool = False
+    echo: object = field(default=print)
+
+
+class FunctionsAdapter:
+    """The engine's view of the user's app (DurableFunctions), through the host so reloads take effect."""
+
+    def __init__(self, host: "Host"):
+        self.host = host
+
+    def orchestrator_names(self) -> list[str]:
+        return self.host.app.orchestrator_names
+
+    def activity_names(self) -> list[str]:
+        return self.host.app.activity_names
+
+    async def run_orchestrator(self, name: str, context_json: str) -> str:
+        from .functions.invoke import FunctionError
+        info = self.host.app.orchestrator(name)
+        try:
+            return await self.host.invoker.run_orchestrator(info.name, context_json)
+        except FunctionError as e:
+            raise UserCodeError(e.type_name, e.message, e.traceback_text) from e
+
+    async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
+        from .functions.invoke import FunctionError
+        info = self.host.app.activity(name)
+        if info is None:
+            raise UserCodeError("FunctionNotFound", f"The function '{name}' doesn't exist, is disabled, or is not "
+                                                   "an activity function.")
+        try:
+            return await self.host.invoker.run_activity(info.name, input_text, instance_id=instance_id)
+        except FunctionError as e:
+            raise UserCodeError(e.type_name, e.message, e.traceback_text) from e
+
+
+class Host:
+    def __init__(self, settings: Settings, options: StartOptions):
+        self.settings = settings
+        self.opt = options
+        self.echo = options.echo
+        self.worker_id = options.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.app = None
+        self.invoker = None
+        self._routes = None
+        self.azurite: ManagedAzurite | None = None
+        self.hub: TaskHub | None = None
+        self.engine: Engine | None = None
+        self.runner: web.AppRunner | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.reloads = 0
+
+    # -- app loading ---------------------------------------------------------------------------
+    def load(self) -> None:
+        from .functions import load_app
+        from .functions.invoke import Invoker
+        only = self.opt.functions or self.settings.functions
+        app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict)
+        old = self.invoker
+        self.app = app
+        self.invoker = Invoker(app, max_workers=self.settings.max_concurrent_activities)
+        self._routes = None
+        if old is not None:
+            old.close()
+
+    def route_table(self):
+        if self._routes is None:
+            from .functions.routes import RouteTable
+            self._routes = RouteTable.for_app(self.app, self.settings.route_prefix)
+        return self._routes
+
+    @staticmethod
+    def needs_client(fn) -> bool:
+        return any(b.type.lower() in CLIENT_BINDINGS for b in fn.bindings)
+
+    # -- output ------------------------------------------------------------------------------------
+    def function_lines(self, base_url: str) -> list[str]:
+        prefix = f"{self.settings.route_prefix}/" if self.settings.route_prefix else ""
+        lines = []
+        fns = sorted(self.app.functions.values(), key=lambda f: (f.kind != "http", f.name.lower()))
+        for f in fns:
+            if f.kind == "http":
+                methods = f"[{','.join(m.upper() for m in f.methods)}] " if f.methods else ""
+                lines.append(f"\t{f.name}: {methods}{base_url}/{prefix}{f.route}")
+            else:
+                lines.append(f"\t{f.name}: {f.trigger.type}")
+        return lines
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        t0 = time.monotonic()
+        self.stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stop_event.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            await self.startup(t0)
+            await self.stop_event.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self, t0: float | None = None) -> None:
+        from .functions.invoke import FunctionError  # noqa: F401 - fail early if the functions layer is broken
+        from .http.app import HostApp, Keys
+        from .http.durable_api import DurableApi
+        t0 = t0 or time.monotonic()
+        s = self.settings
+        for w in s.warnings:
+            self.echo(f"Warning: {w}")
+        export_values(s)
+        sys.path.insert(0, str(s.app_root)) if str(s.app_root) not in sys.path else None
+        self.load()
+        for err in self.app.errors:
+            self.echo(f"Error: {err.file}: {err.reason}" + (f" (function '{err.function}' not loaded)"
+                                                            if err.function else ""))
+        for name in self.app.disabled:
+            self.echo(f"Function {name} is disabled.")
+        conn, self.azurite = ensure_azurite(s, echo=self.echo)
+        self.hub = TaskHub(conn, s.hub_name, s.partition_count)
+        opts = EngineOptions(max_concurrent_activities=s.max_concurrent_activities,
+                             control_batch_size=s.control_queue_batch_size,
+                             max_polling_interval=s.max_queue_polling_interval,
+                             poison_max_dequeue_count=s.poison_max_dequeue_count,
+                             store_inputs=s.store_inputs_in_history, worker_id=self.worker_id)
+        if s.control_queue_visibility:
+            opts.control_visibility = s.control_queue_visibility
+        if s.work_item_visibility:
+            opts.work_item_visibility = s.work_item_visibility
+        self.engine = Engine(self.hub, FunctionsAdapter(self), opts)
+        port = self.opt.port or s.http_port
+        address = self.opt.address or s.http_address
+        display = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::") else address
+        origin = f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
+        api = DurableApi(DurableClient(self.hub, self.engine), s.hub_name, lambda: self.app.orchestrator_names,
+                         origin)
+        cors = [c for c in (self.opt.cors.split(",") if self.opt.cors else s.cors) if c]
+        keys = Keys(s.app_root / ".durafunc" / "keys.json") if self.opt.enable_auth else None
+        web_app = HostApp(self, api, cors=cors, keys=keys,
+                          cors_credentials=self.opt.cors_credentials if self.opt.cors_credentials is not None
+                          else s.cors_credentials).build()
+        self.runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, address, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            raise HostError(f"Port {port} is unavailable. Close the process using that port, or specify another "
+                            "port using --port [-p].") from None
+        await self.engine.start()
+        self.echo("")
+        self.echo(f"Task hub: {s.hub_name} ({s.partition_count} partitions) on "
+                  f"{_describe_storage(conn)}; worker {self.worker_id}")
+        if self.app.functions:
+            self.echo("\nFunctions:\n")
+            for line in self.function_lines(f"http://{display}:{port}"):
+                self.echo(line + "\n")
+        else:
+            self.echo("No job functions found.")
+        self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
+        if self.opt.watch:
+            self._start_watcher()
+
+    async def shutdown(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop(grace=10)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.hub is not None:
+            await self.hub.close()
+        if self.invoker is not None:
+            self.invoker.close()
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.echo("Stopped the managed Azurite.")
+
+    # -- hot reload --------------------------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            return
+        loop = asyncio.get_running_loop()
+        host = self
+        state = {"handle": None}
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                path = str(getattr(event, "src_path", ""))
+                if "/.durafunc/" in path or "__pycache__" in path or "/.venv/" in path:
+                    return
+                if not (path.endswith(".py") or path.endswith(".json")):
+                    return
+                def schedule():
+                    if state["handle"]:
+                        state["handle"].cancel()
+                    state["handle"] = loop.call_later(0.3, host.reload)
+                loop.call_soon_threadsafe(schedule)
+
+        observer = Observer()
+        observer.schedule(Handler(), str(self.settings.app_root), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def reload(self) -> None:
+        try:
+            self.load()
+        except Exception as e:  # noqa: BLE001 - keep serving the previous version
+            self.echo(f"Reload failed, still running the previous code: {e}")
+            return
+        self.reloads += 1
+        for err in self.app.errors:
+            self.echo(f"Error: {err.file}: {err.reason}")
+        self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
+
+
+def _describe_storage(conn: str) -> str:
+    from .settings import parse_connection_string
+    parts = parse_connection_string(conn)
+    q = parts.get("queueendpoint") or parts.get("accountname", "storage")
+    return q

@@ -1,0 +1,1 @@
+"""aiohttp servers: user HTTP functions, the Durable HTTP API and the admin endpoints."""

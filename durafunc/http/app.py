@@ -1,0 +1,160 @@
+"""The host's aiohttp application: user HTTP functions under the route prefix, the Durable HTTP API,
+and the admin endpoints (`/admin/host/status`, `POST /admin/functions/{name}`)."""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from pathlib import Path
+
+import azure.functions as func
+from aiohttp import web
+
+from .durable_api import DurableApi, error_response
+
+log = logging.getLogger("durafunc.http")
+
+
+def json_error(status: int, message: str, **extra) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+class Keys:
+    """Function keys for `--enable-auth`, kept in `.durafunc/keys.json` of the app."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if path.is_file():
+            data = json.loads(path.read_text())
+        else:
+            data = {"masterKey": secrets.token_urlsafe(32), "functionKeys": {"default": secrets.token_urlsafe(32)}}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data, indent=2))
+        self.master = data.get("masterKey")
+        self.function_keys = set((data.get("functionKeys") or {}).values())
+
+    def allows(self, request: web.Request, auth_level: str | None) -> bool:
+        level = (auth_level or "function").lower()
+        if level == "anonymous":
+            return True
+        key = request.query.get("code") or request.headers.get("x-functions-key")
+        if key is None:
+            return False
+        if key == self.master:
+            return True
+        return level == "function" and key in self.function_keys
+
+
+class HostApp:
+    """Wires the loaded functions into aiohttp routes. `host` supplies `app` (the LoadedApp),
+    `invoker`, `route_table()`, and the settings; it may swap them on hot reload."""
+
+    def __init__(self, host, api: DurableApi, *, cors: list[str] | None = None, cors_credentials: bool = False,
+                 keys: Keys | None = None):
+        self.host = host
+        self.api = api
+        self.cors = cors or []
+        self.cors_credentials = cors_credentials
+        self.keys = keys
+        self.started = time.monotonic()
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self.cors_middleware], client_max_size=100 * 1024 * 1024)
+        app.add_routes(self.api.routes())
+        app.add_routes([
+            web.get("/admin/host/status", self.host_status),
+            web.post("/admin/functions/{name}", self.run_function),
+            web.get("/admin/functions", self.list_functions),
+            web.route("*", "/{tail:.*}", self.user_function),
+        ])
+        return app
+
+    @web.middleware
+    async def cors_middleware(self, request: web.Request, handler):
+        origin = request.headers.get("Origin")
+        allowed = origin and self.cors and ("*" in self.cors or origin in self.cors)
+        if allowed and request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            resp = web.Response(status=204)
+        else:
+            resp = await handler(request)
+        if allowed:
+            resp.headers["Access-Control-Allow-Origin"] = origin if (self.cors_credentials or "*" not in self.cors) \
+                else "*"
+            resp.headers["Access-Control-Allow-Methods"] = request.headers.get(
+                "Access-Control-Request-Method", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+            resp.headers["Access-Control-Allow-Headers"] = request.headers.get("Access-Control-Request-Headers", "*")
+            if self.cors_credentials:
+                resp.headers["Access-Control-Allow-Credentials"] = "true"
+        return resp
+
+    async def host_status(self, request: web.Request) -> web.Response:
+        from .. import __version__
+        return web.json_response({
+            "id": self.host.worker_id, "state": "Running", "version": f"durafunc {__version__}",
+            "processUptime": int((time.monotonic() - self.started) * 1000),
+            "functions": sorted(self.host.app.functions), "taskHub": self.host.settings.hub_name,
+            "errors": [f"{e.file}: {e.reason}" for e in self.host.app.errors],
+        })
+
+    async def list_functions(self, request: web.Request) -> web.Response:
+        return web.json_response([
+            {"name": f.name, "kind": f.kind, "trigger": f.trigger.type, "route": f.route, "methods": f.methods}
+            for f in self.host.app.functions.values()])
+
+    async def run_function(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        fn = next((f for n, f in self.host.app.functions.items() if n.lower() == name.lower()), None)
+        if fn is None:
+            return json_error(404, f"No function named '{name}'.")
+        if fn.kind == "http":
+            return json_error(400, f"'{fn.name}' is an HTTP function: call its route instead.")
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return json_error(400, "The request body must be JSON like {\"input\": \"...\"}.")
+        value = body.get("input") if isinstance(body, dict) else None
+        try:
+            await self.host.invoker.run_function(fn.name, value if value is None or isinstance(value, str)
+                                                 else json.dumps(value))
+        except Exception as e:  # noqa: BLE001 - user code
+            log.error("function %s failed: %s", fn.name, e)
+            return json_error(500, f"{type(e).__name__}: {e}")
+        return web.Response(status=202)
+
+    async def user_function(self, request: web.Request) -> web.StreamResponse:
+        from ..functions.routes import MethodNotAllowed
+        match = self.host.route_table().match(request.method, request.path)
+        if match is None:
+            return json_error(404, f"No function matches {request.method} {request.path}.")
+        if isinstance(match, MethodNotAllowed):
+            return json_error(405, f"Method {request.method} is not allowed for {request.path}.",
+                              allowed=list(getattr(match, "allowed", []) or []))
+        fn, route_params = match
+        if self.keys is not None and not self.keys.allows(request, fn.auth_level):
+            return json_error(401, "A function key is required: pass ?code=<key> or the x-functions-key header "
+                                   "(keys are in .durafunc/keys.json).")
+        body = await request.read()
+        req = func.HttpRequest(method=request.method, url=str(request.url),
+                               headers={k: v for k, v in request.headers.items()},
+                               params={k: v for k, v in request.query.items()},
+                               route_params=route_params, body=body)
+        client_json = self.api.client_binding() if self.host.needs_client(fn) else None
+        try:
+            result = await self.host.invoker.run_http(fn.name, req, client_json)
+        except Exception as e:  # noqa: BLE001 - user code failed; the host keeps serving
+            message = getattr(e, "message", None) or str(e)
+            type_name = getattr(e, "type_name", None) or type(e).__name__
+            log.error("Executed '%s' (Failed): %s: %s\n%s", fn.name, type_name, message,
+                      getattr(e, "traceback_text", "") or "")
+            return json_error(500, f"Function '{fn.name}' failed: {type_name}: {message}")
+        resp = web.Response(status=result.status, body=result.body)
+        for k, v in result.headers:
+            if k.lower() == "content-length":
+                continue
+            if k.lower() == "content-type":
+                resp.headers["Content-Type"] = v
+            else:
+                resp.headers.add(k, v)
+        return resp

@@ -1,0 +1,5 @@
+import os
+
+
+def greet(name: str) -> str:
+    return f"Hello {name}{os.environ.get('SUFFIX', '')}"

@@ -1,0 +1,109 @@
+import datetime
+import json
+import logging
+import os
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from blueprint import bp
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions(bp)
+
+
+@app.route(route="orchestrators/{functionName}", methods=["POST", "GET"])
+@app.durable_client_input(client_name="client")
+async def http_start(req: func.HttpRequest, client) -> func.HttpResponse:
+    body = req.get_body()
+    instance_id = await client.start_new(req.route_params["functionName"], None,
+                                         json.loads(body) if body else None)
+    logging.info("Started orchestration with ID = '%s'.", instance_id)
+    return client.create_check_status_response(req, instance_id)
+
+
+@app.route(route="wait/{functionName}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def http_wait(req: func.HttpRequest, client) -> func.HttpResponse:
+    body = req.get_body()
+    instance_id = await client.start_new(req.route_params["functionName"], None,
+                                         json.loads(body) if body else None)
+    return await client.wait_for_completion_or_create_check_status_response(req, instance_id, 20000, 100)
+
+
+@app.route(route="greet/{name}/{times:int?}", methods=["GET"])
+def greet(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params["name"]
+    times = int(req.route_params.get("times") or 1)
+    punct = req.params.get("punct", "!")
+    who = req.headers.get("x-who", "nobody")
+    return func.HttpResponse(json.dumps({"text": " ".join([f"{os.environ['GREETING']} {name}{punct}"] * times),
+                                         "who": who}), mimetype="application/json")
+
+
+@app.route(route="nothing")
+def nothing(req: func.HttpRequest) -> None:
+    return None
+
+
+@app.route(route="boom")
+def boom(req: func.HttpRequest) -> func.HttpResponse:
+    raise RuntimeError("user code exploded")
+
+
+@app.orchestration_trigger(context_name="context")
+def chaining(context: df.DurableOrchestrationContext):
+    r1 = yield context.call_activity("hello", "Tokyo")
+    r2 = yield context.call_activity("hello", "Seattle")
+    r3 = yield context.call_activity("shout", "London")
+    return [r1, r2, r3]
+
+
+@app.orchestration_trigger(context_name="context")
+def fan_out(context: df.DurableOrchestrationContext):
+    n = context.get_input() or 10
+    values = yield context.task_all([context.call_activity("double", i) for i in range(n)])
+    return sum(values)
+
+
+@app.orchestration_trigger(context_name="context")
+def approval(context: df.DurableOrchestrationContext):
+    deadline = context.current_utc_datetime + datetime.timedelta(seconds=context.get_input() or 30)
+    timer = context.create_timer(deadline)
+    event = context.wait_for_external_event("Approval")
+    winner = yield context.task_any([event, timer])
+    if winner == event:
+        timer.cancel()
+        return {"approved": event.result}
+    return {"approved": None, "timedOut": True}
+
+
+@app.orchestration_trigger(context_name="context")
+def monitor(context: df.DurableOrchestrationContext):
+    checks = 0
+    while True:
+        checks += 1
+        done = yield context.call_activity("check", checks)
+        if done:
+            return checks
+        yield context.create_timer(context.current_utc_datetime + datetime.timedelta(seconds=1))
+
+
+@app.orchestration_trigger(context_name="context")
+def forever(context: df.DurableOrchestrationContext):
+    yield context.wait_for_external_event("never")
+
+
+@app.activity_trigger(input_name="city")
+def hello(city: str) -> str:
+    return f"Hello {city}!"
+
+
+@app.activity_trigger(input_name="x")
+def double(x: int) -> int:
+    return x * 2
+
+
+@app.activity_trigger(input_name="n")
+def check(n: int) -> bool:
+    return n >= 3
