@@ -67,11 +67,19 @@ class DurableClient:
         self.hub = hub
         self.engine = engine
 
-    async def _send(self, instance_id: str, message: dict) -> None:
+    async def _send(self, instance_id: str, message: dict, *, fresh: bool = False) -> None:
         if self.engine is not None and self.engine.running:
-            await self.engine.send_to_instance(instance_id, message)
+            await self.engine.send_to_instance(instance_id, message, fresh=fresh)
         else:
             await self.hub.control_queue_for(instance_id).send(message)
+
+    async def _status(self, instance_id: str) -> Status:
+        """The instance's runtime status: from the engine's memory when it runs the instance here."""
+        if self.engine is not None:
+            cached = self.engine.cached_status(instance_id)
+            if cached is not None:
+                return cached
+        return (await self.require(instance_id)).runtime_status
 
     async def get(self, instance_id: str) -> InstanceRow | None:
         return await self.hub.instances.get(instance_id)
@@ -86,9 +94,10 @@ class DurableClient:
                         has_input: bool | None = None, scheduled_start: datetime | None = None) -> str:
         """Start orchestrator `name`. `input_value` is the decoded HTTP body, as the Durable extension takes
         it: the Python SDK client sends its input as JSON text, so a str here is JSON text (None: no input)."""
+        generated = instance_id is None
         instance_id = instance_id or new_instance_id()
         validate_instance_id(instance_id)
-        existing = await self.get(instance_id)
+        existing = None if generated else await self.get(instance_id)
         if existing is not None and existing.runtime_status in ACTIVE_STATUSES | {Status.ContinuedAsNew}:
             raise ClientError(f"An Orchestration instance with the status {existing.runtime_status.name} already "
                               f"exists.", 409)
@@ -109,19 +118,20 @@ class DurableClient:
             await self.hub.control_queue_for(instance_id).send(
                 message, visibility_timeout=min((scheduled_start - now).total_seconds(), 6 * 86400))
         else:
-            await self._send(instance_id, message)
+            await self._send(instance_id, message, fresh=generated)
         for _ in range(3):   # insert, or replace the previous generation's row (ETag checked)
             if await self.hub.instances.insert(row):
                 break
             current = await self.get(instance_id)
+            if current is not None and current.execution_id == execution_id:
+                break        # the engine already ran this execution and wrote its row
             row.etag = current.etag if current is not None else None
         return instance_id
 
     async def raise_event(self, instance_id: str, event_name: str, value=None) -> None:
         if not event_name:
             raise ClientError("Event name must not be empty.")
-        row = await self.require(instance_id)
-        if row.runtime_status in TERMINAL_STATUSES:
+        if await self._status(instance_id) in TERMINAL_STATUSES:
             raise Gone(f"Instance with ID {instance_id} is gone: either completed or failed")
         e = ev.event_raised(utcnow(), event_name, json.dumps(value))
         await self._send(instance_id, ev.task_message(e, instance_id, None))

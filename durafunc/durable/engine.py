@@ -57,6 +57,7 @@ class Item:
     episode: int | None = None
     raw: object = None            # the QueueItem when it came from a poll
     recover: bool = False         # a request to re-dispatch the instance's open local activities
+    fresh: bool = False           # a start of a brand-new instance id: there is no history to load
 
 
 class _Session:
@@ -493,12 +494,22 @@ class Engine:
                 self._spawn(self._admit(item))
         return handoff
 
-    async def send_to_instance(self, instance_id: str, message: dict) -> None:
-        """Used by clients in this process (start, raise, terminate...): send, and hand over if owned."""
+    async def send_to_instance(self, instance_id: str, message: dict, *, fresh: bool = False) -> None:
+        """Used by clients in this process (start, raise, terminate...): send, and hand over if owned.
+        `fresh`: the instance id was just generated, so it has no history yet."""
         from .episode import Outbound
+        if fresh and self.owns(instance_id) and instance_id not in self.states:
+            self.states[instance_id] = InstanceState(instance_id)
         h = await self._send(Outbound(False, instance_id, message), None, None)
         if h:
             h()
+
+    def cached_status(self, instance_id: str) -> OrchestrationStatus | None:
+        """The status of an instance this host runs and has in memory (None if not known here)."""
+        state = self.states.get(instance_id)
+        if state is None or not self.owns(instance_id) or state.status is None:
+            return None
+        return state.status
 
     # -- activities -----------------------------------------------------------------------------
     async def _work_item_loop(self) -> None:
