@@ -170,7 +170,7 @@ class ManagedAzurite:
         try:
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=detach,
+                start_new_session=True,  # terminal signals (Ctrl-C) must not reach it before we are done
             )
         except OSError as e:
             raise AzuriteError(f"could not run Azurite ({cmd[0]}): {e.strerror}") from None

@@ -96,6 +96,14 @@ def test_two_engines_share_a_hub(connection_string, hub_name, tmp_path):
         client = DurableClient(hub)
         procs = [start_engine(connection_string, hub_name, f"w{i}", env) for i in range(2)]
         try:
+            leases = hub.partition_leases("observer")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:   # the partitions balance out between the two engines
+                owners = collections.Counter(l.owner for l in await leases.list() if l.leased)
+                if set(owners) == {"w0", "w1"} and sum(owners.values()) == 4:
+                    break
+                await asyncio.sleep(0.2)
+            assert set(owners) == {"w0", "w1"}, owners
             ids = [await client.start_new("Chain", f"o{i}") for i in range(50)]
             rows = [await client.wait_for(i, 90) for i in ids]
             assert all(r.runtime_status == S.Completed for r in rows), [r.runtime_status for r in rows]

@@ -141,14 +141,17 @@ class HostApp:
                                params={k: v for k, v in request.query.items()},
                                route_params=route_params, body=body)
         client_json = self.api.client_binding() if self.host.needs_client(fn) else None
+        t0 = time.monotonic()
         try:
             result = await self.host.invoker.run_http(fn.name, req, client_json)
         except Exception as e:  # noqa: BLE001 - user code failed; the host keeps serving
             message = getattr(e, "message", None) or str(e)
             type_name = getattr(e, "type_name", None) or type(e).__name__
-            log.error("Executed '%s' (Failed): %s: %s\n%s", fn.name, type_name, message,
+            log.error("Executed 'Functions.%s' (Failed): %s: %s\n%s", fn.name, type_name, message,
                       getattr(e, "traceback_text", "") or "")
             return json_error(500, f"Function '{fn.name}' failed: {type_name}: {message}")
+        log.info("Executed 'Functions.%s' (%s %s -> %s, %d ms)", fn.name, request.method, request.path,
+                 result.status, (time.monotonic() - t0) * 1000)
         resp = web.Response(status=result.status, body=result.body)
         for k, v in result.headers:
             if k.lower() == "content-length":
