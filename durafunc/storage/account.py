@@ -83,6 +83,23 @@ class StorageAccount:
                 retry_policy=BlobRetry(backoff=0.3, random_jitter_range=0.1, retry_total=_RETRIES))
         return self._blobs
 
+    def raw_batch(self, table: str):
+        """A RawTableBatch for `table` when the connection has a shared key (else None: use the SDK)."""
+        parts = {k.strip().lower(): v.strip() for k, _, v in
+                 (p.partition("=") for p in self.connection_string.split(";")) if k.strip()}
+        name, key = parts.get("accountname"), parts.get("accountkey")
+        endpoint = parts.get("tableendpoint") or (
+            f"{parts.get('defaultendpointsprotocol', 'https')}://{name}.table.{parts.get('endpointsuffix', 'core.windows.net')}"
+            if name else None)
+        if not (name and key and endpoint):
+            return None
+        from .rawbatch import RawTableBatch
+
+        def session():
+            self._transport()
+            return self._session
+        return RawTableBatch(session, endpoint, name, key, table)
+
     async def close(self) -> None:
         for client in (self._tables, self._queues, self._blobs):
             if client is not None:

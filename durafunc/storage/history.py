@@ -15,6 +15,7 @@ from .errors import SplitBrainError, guard
 from .rows import (blob_columns, estimated_size, event_to_row, odata_literal, offload_large_properties, plain,
                    row_to_event)
 from .largemessages import LargeMessages
+from .rawbatch import BatchFailed
 from .names import SENTINEL_ROW_KEY, escape_key, history_row_key
 from .schema import utcnow
 
@@ -53,6 +54,7 @@ class HistoryTable:
         self.table_name = table_name
         self.large_messages = large_messages
         self._client = None
+        self._raw = None          # RawTableBatch, or False when the connection has no shared key
 
     @property
     def client(self):
@@ -120,6 +122,19 @@ class HistoryTable:
                         "IsCheckpointComplete": done}
             if done:
                 sentinel["CheckpointCompletedTimestamp"] = utcnow()
+            if self._raw is None:
+                self._raw = self.account.raw_batch(self.table_name) or False
+            if self._raw:
+                raw_ops = [("upsert", row, None) for row in batch]
+                raw_ops.append(("insert", sentinel, None) if etag is None else ("merge", sentinel, etag))
+                try:
+                    etag = (await self._raw.submit(raw_ops))[-1]
+                except BatchFailed as e:
+                    if e.status_code in _CONFLICT:
+                        raise SplitBrainError(f"history of '{instance_id}' was changed by another writer "
+                                              f"({e.status_code})") from e
+                    raise
+                continue
             ops: list[tuple] = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
             if etag is None:
                 ops.append(("create", sentinel))
