@@ -169,10 +169,13 @@ class DurableClient:
         snap = await self.hub.history.load(instance_id)
         return snap.events
 
-    async def purge(self, instance_id: str) -> PurgeResult:
+    async def purge(self, instance_id: str, *, force: bool = False) -> PurgeResult:
         row = await self.get(instance_id)
         if row is None:
             return PurgeResult(0, 0)
+        if not force and row.runtime_status in ACTIVE_STATUSES:
+            raise ClientError(f"Instance '{instance_id}' is {row.runtime_status.name}: terminate it first, then "
+                              "purge it.", 409)
         rows = await self.hub.history.delete_instance(instance_id)
         await self.hub.instances.delete(instance_id)
         await self.hub.large_messages.delete_instance_blobs(instance_id)
@@ -184,7 +187,7 @@ class DurableClient:
         while True:
             batch, token = await self.hub.instances.query(created_from=created_from, created_to=created_to,
                                                           statuses=statuses, top=100, continuation=token)
-            results = await asyncio.gather(*(self.purge(r.instance_id) for r in batch))
+            results = await asyncio.gather(*(self.purge(r.instance_id, force=True) for r in batch))
             for r in results:
                 total += r.instances_deleted
                 rows += r.rows_deleted

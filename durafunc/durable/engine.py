@@ -60,6 +60,20 @@ class Item:
     fresh: bool = False           # a start of a brand-new instance id: there is no history to load
 
 
+def malformed(message: dict) -> str | None:
+    """Why a parsed TaskMessage cannot be processed at all (None when it looks right)."""
+    event = message.get("Event")
+    if not isinstance(event, dict):
+        return "the message has no Event"
+    if not isinstance(event.get("EventType"), int) or event["EventType"] not in ET._value2member_map_:
+        return f"unknown EventType {event.get('EventType')!r}"
+    if not isinstance(event.get("Timestamp"), str):
+        return "the event has no Timestamp"
+    if not isinstance((message.get("OrchestrationInstance") or {}).get("InstanceId"), str):
+        return "the message names no instance"
+    return None
+
+
 class _Session:
     __slots__ = ("pending", "task")
 
@@ -234,6 +248,10 @@ class Engine:
         if item.dequeue_count > self.opt.poison_max_dequeue_count:
             await self._poison(item, f"processing failed {item.dequeue_count - 1} times")
             return
+        problem = malformed(item.message)
+        if problem:
+            await self._poison(item, problem)
+            return
         event = item.message.get("Event") or {}
         if event.get("EventType") == ET.TimerFired:
             fire_at = parse_time(event.get("FireAt"))
@@ -244,6 +262,9 @@ class Engine:
         await self._enqueue(iid, item)
 
     async def _poison(self, item: Item, reason: str) -> None:
+        if item.queue is None or item.raw is None:
+            log.error("dropping message %s: %s", item.id, reason)
+            return
         log.error("poison message %s in %s moved to %s-poison: %s", item.id, item.queue.name, item.queue.name,
                   reason)
         try:
@@ -268,14 +289,32 @@ class Engine:
                 except SplitBrainError:
                     log.warning("instance %s was checkpointed by another host; will replay", instance_id)
                     self.states.pop(instance_id, None)
+                    self._retry_in_memory(session, items, count=False)
                 except StorageUnavailableError:
                     self.states.pop(instance_id, None)
+                    self._retry_in_memory(session, items, count=False)
                     await asyncio.sleep(1.0)
                 except Exception:  # noqa: BLE001 - never let one instance take the host down
                     log.exception("episode of instance %s failed; its messages will be retried", instance_id)
                     self.states.pop(instance_id, None)
+                    self._retry_in_memory(session, items, count=True)
+                    await asyncio.sleep(0.2)
         if not session.pending and self.sessions.get(instance_id) is session:
             del self.sessions[instance_id]
+
+    def _retry_in_memory(self, session: _Session, items: list[Item], *, count: bool) -> None:
+        """Messages that exist only in memory are not redelivered by a queue: keep them for the next try
+        (queue messages come back by themselves when their visibility timeout ends)."""
+        for item in items:
+            if item.queue is not None:
+                continue
+            if count:
+                item.dequeue_count += 1
+                if item.dequeue_count > self.opt.poison_max_dequeue_count:
+                    log.error("dropping in-memory message %s after %d failed episodes (the task runs again "
+                              "when its partition is next taken)", item.id, item.dequeue_count - 1)
+                    continue
+            session.pending.append(item)
 
     async def _load(self, instance_id: str) -> InstanceState:
         state = self.states.get(instance_id)
