@@ -95,9 +95,10 @@ def start(port, address, cors, cors_credentials, functions, strict, enable_auth,
     opts = StartOptions(port=port, address=address, cors=cors, cors_credentials=cors_credentials,
                         functions=names, strict=strict, enable_auth=enable_auth, watch=not no_reload,
                         worker_id=worker_id, verbose=verbose, echo=click.echo)
+    from .functions import AppLoadError
     try:
         asyncio.run(Host(settings, opts).run())
-    except (HostError, AzuriteError, SettingsError) as e:
+    except (HostError, AzuriteError, SettingsError, AppLoadError) as e:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:
         pass

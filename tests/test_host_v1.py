@@ -27,6 +27,7 @@ def start(host, name, body=None):
 def test_broken_function_reported_others_loaded(host):
     log = host.log()
     assert "Broken/function.json: invalid JSON" in log
+    assert "WeirdBinding/function.json: bindings[1] ('x'): unknown binding type 'carrierPigeon'" in log
     assert "Chain: orchestrationTrigger" in log and "Hello: activityTrigger" in log
 
 

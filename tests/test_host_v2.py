@@ -113,3 +113,21 @@ def test_bad_inputs_get_4xx_json(host):
     r = host.request("POST", "/runtime/webhooks/durabletask/instances/unknown-id-123/raiseEvent/E", {"a": 1})
     assert r.status == 404
     assert host.request("GET", "/api/greet/still-alive").status == 200
+
+
+def test_activity_output_not_json_and_unknown_activity(host):
+    s = host.wait_status(start(host, "not_json")["statusQueryGetUri"])
+    assert s["runtimeStatus"] == "Failed"
+    assert "Activity function 'returns_object' failed:  ValueError: activity trigger output must be json " \
+           "serializable" in s["output"]
+    s = host.wait_status(start(host, "calls_missing")["statusQueryGetUri"])
+    assert s["runtimeStatus"] == "Failed"
+    assert "The function 'no_such_activity' doesn't exist, is disabled, or is not an activity function" in s["output"]
+
+
+def test_purge_of_running_instance_is_refused(host):
+    p = start(host, "forever")
+    host.wait_status(p["statusQueryGetUri"], until=("Running",))
+    r = host.request("DELETE", p["purgeHistoryDeleteUri"])
+    assert r.status == 409 and "terminate it first" in r.json()["ExceptionMessage"]
+    assert host.request("GET", p["statusQueryGetUri"]).json()["runtimeStatus"] == "Running"

@@ -107,3 +107,18 @@ def double(x: int) -> int:
 @app.activity_trigger(input_name="n")
 def check(n: int) -> bool:
     return n >= 3
+
+
+@app.orchestration_trigger(context_name="context")
+def not_json(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("returns_object", None))
+
+
+@app.orchestration_trigger(context_name="context")
+def calls_missing(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("no_such_activity", None))
+
+
+@app.activity_trigger(input_name="x")
+def returns_object(x):
+    return object()
