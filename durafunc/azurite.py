@@ -156,6 +156,7 @@ class ManagedAzurite:
             args.append("--loose")
         if c.silent:
             args.append("--silent")
+        args.append("--disableTelemetry")   # durafunc works offline
         return args + list(c.extra_args)
 
     def start(self, timeout: float = 30.0, detach: bool = False) -> str:

@@ -105,6 +105,99 @@ def start(port, address, cors, cors_credentials, functions, strict, enable_auth,
 
 # == azurite ==================================================================================
 
+def _azurite_root():
+    import os
+    from pathlib import Path
+
+    from .settings import SettingsError, find_app_root
+    try:
+        return find_app_root(os.getcwd())
+    except SettingsError:
+        return Path.cwd()
+
+
+@main.group()
+def azurite() -> None:
+    """Run the Azure Storage emulator (Azurite) on its own: start, stop, status, clean, install."""
+
+
+@azurite.command("start")
+@click.option("--in-memory", is_flag=True, default=None, help="Keep data in memory only.")
+@click.option("--location", default=None, help="Data folder (default: .durafunc/azurite of the app).")
+@click.option("--blob-port", type=int, default=None)
+@click.option("--queue-port", type=int, default=None)
+@click.option("--table-port", type=int, default=None)
+def azurite_start(in_memory, location, blob_port, queue_port, table_port):
+    """Start Azurite in the background with the settings of azurite.json."""
+    from . import azurite as az
+    root = _azurite_root()
+    try:
+        cfg = az.AzuriteConfig.load(root)
+        for attr, value in (("in_memory", in_memory), ("location", location), ("blob_port", blob_port),
+                            ("queue_port", queue_port), ("table_port", table_port)):
+            if value is not None:
+                setattr(cfg, attr, value)
+        data = az.start_detached(root, cfg)
+    except az.AzuriteError as e:
+        raise UserError(str(e)) from None
+    ports = data["ports"]
+    verb = "already running" if data.get("already") else "started"
+    click.echo(f"Azurite {verb} (pid {data['pid']}): blob {ports['blob']}, queue {ports['queue']}, "
+               f"table {ports['table']}; " + (f"data in {data['location']}" if data.get("location") else "in memory"))
+
+
+@azurite.command("stop")
+def azurite_stop():
+    """Stop the Azurite started with `durafunc azurite start` (only that one)."""
+    from . import azurite as az
+    if az.stop_detached(_azurite_root()):
+        click.echo("Azurite stopped.")
+    else:
+        click.echo("No Azurite started by durafunc is running here.")
+
+
+@azurite.command("status")
+def azurite_status():
+    """Is a durafunc-started Azurite running here, and do the storage ports answer?"""
+    from . import azurite as az
+    root = _azurite_root()
+    data = az.read_pid(root)
+    cfg = az.AzuriteConfig.load(root)
+    if data:
+        ports = data["ports"]
+        click.echo(f"Azurite running (pid {data['pid']}): blob {ports['blob']}, queue {ports['queue']}, "
+                   f"table {ports['table']}; " + (f"data in {data['location']}" if data.get("location")
+                                                  else "in memory"))
+    else:
+        ports = {"blob": cfg.blob_port, "queue": cfg.queue_port, "table": cfg.table_port}
+        click.echo("No Azurite started by durafunc is running here.")
+    answering = {k: az.port_answers("127.0.0.1", p) for k, p in ports.items()}
+    click.echo("Ports: " + ", ".join(f"{k} {p} {'answers' if answering[k] else 'closed'}" for k, p in ports.items()))
+    sys.exit(0 if data else 1)
+
+
+@azurite.command("clean")
+def azurite_clean():
+    """Delete Azurite's data folder (refuses while it runs)."""
+    from . import azurite as az
+    root = _azurite_root()
+    try:
+        path = az.clean(root, az.AzuriteConfig.load(root))
+    except az.AzuriteError as e:
+        raise UserError(str(e)) from None
+    click.echo(f"Removed {path}")
+
+
+@azurite.command("install")
+def azurite_install():
+    """Install Azurite from npm into ./node_modules of the app."""
+    from . import azurite as az
+    try:
+        az.install(_azurite_root())
+    except az.AzuriteError as e:
+        raise UserError(str(e)) from None
+    click.echo(f"Installed azurite@{az.AZURITE_VERSION}.")
+
 # == scaffolding: init, new, templates ========================================================
 
 # == instance management (func durable ...) ===================================================
