@@ -203,5 +203,354 @@ def azurite_install():
 # == instance management (func durable ...) ===================================================
 
 
+class _Target:
+    """The task hub the management commands act on, resolved exactly like the host does."""
+
+    def __init__(self, task_hub_name, connection_string_setting, quiet=False):
+        import os
+
+        from .settings import SettingsError, expand_connection_string, find_app_root, load_settings
+        try:
+            root = find_app_root(os.getcwd())
+        except SettingsError:
+            root = None
+        try:
+            if root is not None:
+                s = load_settings(root, hub_name=task_hub_name, connection_setting=connection_string_setting)
+                self.hub_name, self.partitions, self.conn = s.hub_name, s.partition_count, s.connection_string
+                self.setting, self.port = s.connection_setting, s.http_port
+            else:
+                self.setting = connection_string_setting or "AzureWebJobsStorage"
+                self.hub_name, self.partitions, self.port = task_hub_name or "TestHubName", 4, 7071
+                self.conn = expand_connection_string(os.environ.get(self.setting)) or None
+        except SettingsError as e:
+            raise UserError(str(e)) from None
+        if not self.conn:
+            raise UserError(f"No storage connection string found: set {self.setting} in local.settings.json or "
+                            "the environment.")
+        if not quiet:
+            from .settings import parse_connection_string
+            where = parse_connection_string(self.conn).get("tableendpoint", "storage")
+            click.secho(f"Task hub '{self.hub_name}' on {where}", err=True, dim=True)
+
+    def run(self, fn):
+        """Run `fn(hub, client)` (a coroutine function) against the hub; one-line errors."""
+        import asyncio
+
+        from .durable.client import ClientError, DurableClient
+        from .storage.errors import StorageUnavailableError
+        from .storage.taskhub import TaskHub
+
+        async def go():
+            hub = TaskHub(self.conn, self.hub_name, self.partitions)
+            try:
+                return await fn(hub, DurableClient(hub))
+            finally:
+                await hub.close()
+        try:
+            return asyncio.run(go())
+        except ClientError as e:
+            raise UserError(str(e)) from None
+        except StorageUnavailableError as e:
+            raise UserError(f"{e} (is Azurite running? try 'durafunc azurite start')") from None
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+
+def _common(f):
+    f = click.option("--task-hub-name", default=None, help="Task hub to use (default: host.json hubName, "
+                                                           "else TestHubName).")(f)
+    f = click.option("--connection-string-setting", default=None,
+                     help="Setting holding the storage connection string (default: AzureWebJobsStorage).")(f)
+    return f
+
+
+def _json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
+
+
+def _emit_json(value) -> None:
+    import json as _json
+    click.echo(_json.dumps(value, indent=2, default=str))
+
+
+def _dates(created_after, created_before):
+    from .management import parse_date
+    try:
+        return parse_date(created_after, "--created-after"), parse_date(created_before, "--created-before")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _statuses(values):
+    from .management import parse_statuses
+    try:
+        return parse_statuses(list(values))
+    except ValueError as e:
+        raise UserError(f"--runtime-status: {e}") from None
+
+
+@click.command("get-instances")
+@_common
+@click.option("--created-after", default=None, help="Only instances created after this time (ISO 8601).")
+@click.option("--created-before", default=None, help="Only instances created before this time (ISO 8601).")
+@click.option("--runtime-status", multiple=True, help="Status filter; repeat or space-separate several.")
+@click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Number of records retrieved per request.")
+@click.option("--continuation-token", default=None, help="Token printed by the previous page.")
+@click.option("--show-input", is_flag=True, help="Include the input.")
+@_json_option
+def get_instances(task_hub_name, connection_string_setting, created_after, created_before, runtime_status, top,
+                  continuation_token, show_input, as_json):
+    """Retrieve the status of all orchestration instances. Supports paging via 'top' parameter."""
+    from . import display
+    t = _Target(task_hub_name, connection_string_setting)
+    after, before = _dates(created_after, created_before)
+    statuses = _statuses(runtime_status)
+
+    async def go(hub, client):
+        return await hub.instances.query(created_from=after, created_to=before, statuses=statuses, top=top,
+                                         continuation=continuation_token or None)
+    rows, token = t.run(go)
+    if as_json:
+        _emit_json({"instances": [display.row_json(r, show_input=show_input) for r in rows],
+                    "continuationToken": token})
+        return
+    out = display.console()
+    if rows:
+        out.print(display.instances_table(rows, show_input=show_input))
+    else:
+        out.print("No instances match.")
+    click.secho(f"Continuation token for next set of results: '{token or ''}'", fg="green")
+
+
+@click.command("get-runtime-status")
+@_common
+@click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
+@click.option("--show-input", is_flag=True, help="Include the input.")
+@click.option("--show-output", is_flag=True, help="Include the output.")
+@_json_option
+def get_runtime_status(task_hub_name, connection_string_setting, instance_id, show_input, show_output, as_json):
+    """Retrieve the status of the specified orchestration instance."""
+    from . import display
+    t = _Target(task_hub_name, connection_string_setting)
+    row = t.run(lambda hub, client: client.get(instance_id))
+    if row is None:
+        raise UserError(f"Could not find an orchestration instance with id '{instance_id}'")
+    if as_json:
+        _emit_json(display.row_json(row, show_input=show_input, show_output=show_output))
+    else:
+        display.console().print(display.status_table(row, show_input=show_input, show_output=show_output))
+
+
+@click.command("get-history")
+@_common
+@click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
+@_json_option
+def get_history(task_hub_name, connection_string_setting, instance_id, as_json):
+    """Retrieve the history of the specified orchestration instance."""
+    from . import display
+    t = _Target(task_hub_name, connection_string_setting)
+
+    async def go(hub, client):
+        return await client.get(instance_id), await client.history(instance_id)
+    row, events = t.run(go)
+    if row is None and not events:
+        raise UserError(f"Could not find an orchestration instance with id '{instance_id}'")
+    if as_json:
+        _emit_json(display.history_json(events))
+    else:
+        display.console().print(display.history_timeline(events))
+
+
+@click.command("purge-history")
+@_common
+@click.option("--created-after", default=None, help="Only instances created after this time (ISO 8601).")
+@click.option("--created-before", default=None, help="Only instances created before this time (ISO 8601).")
+@click.option("--runtime-status", multiple=True,
+              help="Statuses to purge (default: completed, failed, terminated, canceled; name running/pending "
+                   "explicitly to purge those).")
+@click.option("--dry-run", is_flag=True, help="Show what would be purged without deleting anything.")
+@_json_option
+def purge_history(task_hub_name, connection_string_setting, created_after, created_before, runtime_status, dry_run,
+                  as_json):
+    """Purge orchestration instance state, history, and blob storage for orchestrations older than the specified
+    threshold time."""
+    from rich.progress import Progress
+
+    from . import display
+    from .management import select_for_purge
+    t = _Target(task_hub_name, connection_string_setting)
+    after, before = _dates(created_after, created_before)
+    statuses = _statuses(runtime_status)
+
+    async def go(hub, client):
+        rows = await select_for_purge(hub, created_from=after, created_to=before, statuses=statuses)
+        if dry_run or not rows:
+            return rows, 0, 0
+        import asyncio
+        sem = asyncio.Semaphore(16)
+        with Progress(console=display.console(stderr=True), transient=True, disable=len(rows) < 20 or as_json) as p:
+            task = p.add_task("Purging", total=len(rows))
+
+            async def one(r):
+                async with sem:
+                    res = await client.purge(r.instance_id, force=True)
+                    p.advance(task)
+                    return res
+            results = await asyncio.gather(*(one(r) for r in rows))
+        return rows, sum(r.instances_deleted for r in results), sum(r.rows_deleted for r in results)
+    rows, instances, table_rows = t.run(go)
+    if as_json:
+        _emit_json({"dryRun": dry_run, "instancesMatched": len(rows), "instancesDeleted": instances,
+                    "rowsDeleted": table_rows, "instanceIds": [r.instance_id for r in rows]})
+        return
+    if dry_run:
+        out = display.console()
+        out.print(f"Dry run: {len(rows)} instance(s) would be purged.")
+        if rows:
+            out.print(display.instances_table(rows))
+        return
+    span = f"'{created_after or 'the beginning'}' and '{created_before or 'now'}'"
+    named = f" and whose runtime status matched one of the following: [{','.join(s.name for s in statuses)}]" \
+        if statuses else ""
+    click.secho(f"Purged orchestration history for all instances created between {span}{named}", fg="green")
+    click.echo(f"Instances deleted: {instances}")
+    click.echo(f"Rows deleted: {table_rows}")
+
+
+@click.command("raise-event")
+@_common
+@click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
+@click.option("--event-name", default=None, help="Name of the event (default: Event_<new guid>).")
+@click.option("--event-data", default=None, help="Data of the event: JSON, a plain string, or @file.json.")
+def raise_event(task_hub_name, connection_string_setting, instance_id, event_name, event_data):
+    """Raise an event to the specified orchestration instance."""
+    import uuid
+
+    from .management import read_value
+    t = _Target(task_hub_name, connection_string_setting)
+    name = event_name or f"Event_{uuid.uuid4().hex}"
+    try:
+        value = read_value(event_data, "--event-data")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    t.run(lambda hub, client: client.raise_event(instance_id, name, value))
+    click.secho(f"Raised event '{name}' to instance '{instance_id}'.", fg="green")
+
+
+@click.command("start-new")
+@_common
+@click.option("--function-name", required=True, help="Name of the orchestrator function to start.")
+@click.option("--id", "instance_id", default=None, help="Instance id (default: a new GUID).")
+@click.option("--input", "input_text", default=None, help="Input: JSON, a plain string, or @file.json.")
+def start_new(task_hub_name, connection_string_setting, function_name, instance_id, input_text):
+    """Start a new instance of the specified orchestrator function."""
+    import json as _json
+    import uuid
+
+    from .management import probe_host_url, read_value
+    t = _Target(task_hub_name, connection_string_setting)
+    try:
+        value = read_value(input_text, "--input")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    iid = instance_id or uuid.uuid4().hex
+
+    async def go(hub, client):
+        await hub.create_if_not_exists()
+        # the JSON text of the input, as the SDK's client sends it
+        await client.start_new(function_name, iid, None if value is None else _json.dumps(value),
+                               has_input=value is not None)
+        row = await client.get(iid)
+        return row, await probe_host_url(t.port)
+    row, url = t.run(go)
+    click.secho(f"Started '{function_name}' at {row.created_time:%Y-%m-%d %H:%M:%S} UTC. Instance ID: '{iid}'.",
+                fg="green")
+    if url:
+        click.echo(f"Status: {url}/runtime/webhooks/durabletask/instances/{iid}")
+    else:
+        click.echo("No host is running: the instance stays Pending until 'durafunc start' runs this app.")
+
+
+def _wait_terminal(t, instance_id, timeout, until):
+    from .management import host_is_running
+
+    async def go(hub, client):
+        if not await host_is_running(hub):
+            return None, False
+        row = await client.wait_for(instance_id, timeout, until=until)
+        return row, True
+    return t.run(go)
+
+
+@click.command("terminate")
+@_common
+@click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
+@click.option("--reason", default=None, help="Reason for terminating the orchestration.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for it to end.")
+def terminate(task_hub_name, connection_string_setting, instance_id, reason, timeout):
+    """Terminate the specified orchestration instance."""
+    from .storage.schema import OrchestrationStatus
+    t = _Target(task_hub_name, connection_string_setting)
+    t.run(lambda hub, client: client.terminate(instance_id, reason))
+    row, host = _wait_terminal(t, instance_id, timeout, {OrchestrationStatus.Terminated})
+    if not host:
+        click.echo(f"Sent a termination message to instance '{instance_id}'. No host is running: it will be "
+                   "terminated when one starts.")
+        return
+    if row is None or row.runtime_status != OrchestrationStatus.Terminated:
+        raise UserError(f"Instance did not terminate within the given timeout ({timeout:g} s).")
+    click.secho(f"Successfully terminated '{instance_id}'", fg="green")
+
+
+def _simple(name, help_text, method, done):
+    @click.command(name, help=help_text)
+    @_common
+    @click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
+    @click.option("--reason", default=None, help="Reason given for the operation.")
+    def command(task_hub_name, connection_string_setting, instance_id, reason):
+        t = _Target(task_hub_name, connection_string_setting)
+        t.run(lambda hub, client: getattr(client, method)(instance_id, reason))
+        click.secho(done.format(id=instance_id), fg="green")
+    return command
+
+
+rewind = _simple("rewind", "Rewind the specified (failed) orchestration instance.", "rewind",
+                 "Rewind message sent to instance '{id}'.")
+suspend = _simple("suspend", "Suspend the specified orchestration instance.", "suspend",
+                  "Suspend message sent to instance '{id}'.")
+resume = _simple("resume", "Resume the specified suspended orchestration instance.", "resume",
+                 "Resume message sent to instance '{id}'.")
+
+
+@click.command("delete-task-hub")
+@_common
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_task_hub(task_hub_name, connection_string_setting, yes):
+    """Delete all storage artifacts in the durable task hub."""
+    t = _Target(task_hub_name, connection_string_setting)
+    if not yes:
+        click.confirm(f"Delete task hub '{t.hub_name}' with all its instances and history?", abort=True)
+    existed = t.run(lambda hub, client: hub.delete())
+    if not existed:
+        raise UserError(f"Task hub '{t.hub_name}' does not exist.")
+    click.secho(f"Task hub '{t.hub_name}' successfully deleted.", fg="green")
+
+
+MANAGEMENT_COMMANDS = [get_instances, get_runtime_status, get_history, purge_history, raise_event, start_new,
+                       terminate, rewind, suspend, resume, delete_task_hub]
+
+
+@main.group()
+def durable() -> None:
+    """Commands for working with Durable Functions (the same as the top-level ones, as in `func durable`)."""
+
+
+for _cmd in MANAGEMENT_COMMANDS:
+    main.add_command(_cmd)
+    durable.add_command(_cmd)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -101,3 +101,62 @@ def parse_date(value: str | None, what: str) -> datetime | None:
         raise ValueError(f"{what}: '{value}' is not a date (use ISO 8601, e.g. 2024-01-31 or "
                          "2024-01-31T12:00:00Z)") from None
     return dt
+
+
+# -- for the CLI ------------------------------------------------------------------------------------
+
+def read_value(text: str | None, what: str):
+    """`--input` / `--event-data`: `@file.json` reads a JSON file; otherwise JSON if it parses, else the raw
+    string. ValueError with a one-line reason."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        from pathlib import Path
+        path = Path(text[1:])
+        if not path.is_file():
+            raise ValueError(f"Could not find input file at '{path}'")
+        try:
+            return json.loads(path.read_text(encoding="utf-8-sig"))
+        except ValueError as e:
+            raise ValueError(f"{path}: {what} is not valid JSON: {e}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+async def host_is_running(hub) -> bool:
+    """A live host holds partition leases (blob leases) on the hub."""
+    leases = hub.partition_leases("durafunc-cli")
+    try:
+        return any(lease.leased and not lease.expired for lease in await leases.list())
+    except Exception:  # noqa: BLE001 - no lease store: no host ever ran
+        return False
+
+
+async def select_for_purge(hub, *, created_from, created_to, statuses, progress=None) -> list[InstanceRow]:
+    """Instances a purge would delete: the filter, and never Running/Pending/Suspended ones unless
+    `statuses` names those statuses."""
+    from .storage.schema import ACTIVE_STATUSES
+    token, out = None, []
+    while True:
+        rows, token = await hub.instances.query(created_from=created_from, created_to=created_to,
+                                                statuses=statuses, top=500, continuation=token)
+        for r in rows:
+            if statuses is None and r.runtime_status in ACTIVE_STATUSES:
+                continue
+            out.append(r)
+        if not token:
+            return out
+
+
+async def probe_host_url(port: int) -> str | None:
+    """Base URL of a durafunc/Functions host answering on this machine's port, else None."""
+    import aiohttp
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s:
+            async with s.get(f"{url}/admin/host/status") as r:
+                return url if r.status == 200 else None
+    except Exception:  # noqa: BLE001
+        return None
