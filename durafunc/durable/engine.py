@@ -20,8 +20,8 @@ from ..storage.errors import SplitBrainError, StorageUnavailableError
 from ..storage.schema import EventType, OrchestrationStatus, parse_time, utcnow
 from ..storage.taskhub import TaskHub
 from . import events as ev
-from .episode import (InstanceState, begin, decide, needs_orchestrator, rewind_history, status_from_history,
-                      triage)
+from .episode import (InstanceState, begin, completed_row, decide, needs_orchestrator, rewind_history,
+                      status_from_history, triage)
 from .protocol import context_json, parse_failure, parse_output
 from .worker import DurableFunctions, UserCodeError
 
@@ -217,8 +217,8 @@ class Engine:
         try:
             token = None
             while self.running and partition in self.owned:
-                rows, token = await self.hub.instances.query(statuses=[OrchestrationStatus.Running], top=500,
-                                                             continuation=token)
+                rows, token = await self.hub.instances.query(
+                    statuses=[OrchestrationStatus.Running, OrchestrationStatus.Pending], top=500, continuation=token)
                 for row in rows:
                     if self.hub.control_queue_for(row.instance_id).name == partition:
                         await self._enqueue(row.instance_id, self._local_item(None, recover=True))
@@ -331,6 +331,7 @@ class Engine:
         items.sort(key=lambda i: (i.message.get("Event") or {}).get("EventType") != ET.ExecutionStarted)
         state = await self._load(instance_id)
         if recover:
+            await self._repair_row(state)
             await self._redispatch(state)
         if not items:
             return
@@ -370,6 +371,17 @@ class Engine:
             log.info("instance %s: %s", instance_id, line)
         await self._commit(state, d, items, t, rewrite)
         self.stats["episodes"] += 1
+
+    async def _repair_row(self, state: InstanceState) -> None:
+        """A host that died between the history commit and the row write left the row behind: fix it."""
+        if state.status not in (OrchestrationStatus.Completed, OrchestrationStatus.Failed,
+                                OrchestrationStatus.Terminated, OrchestrationStatus.ContinuedAsNew):
+            return
+        fields = completed_row(state.history)
+        if fields is not None:
+            log.info("instance %s: repairing its row (%s per history)", state.instance_id, fields["RuntimeStatus"])
+            await self.hub.instances.merge(state.instance_id, {**fields, "ExecutionId": state.execution_id,
+                                                               "Worker": self.opt.worker_id})
 
     async def _redispatch(self, state: InstanceState) -> None:
         """Run again the activities scheduled in history that have no result and are not running here."""

@@ -386,6 +386,19 @@ def status_from_history(history: list[dict]) -> Status | None:
     return status
 
 
+def completed_row(history: list[dict]) -> dict | None:
+    """Instance-row columns implied by a finished history (to repair a row a crash left stale)."""
+    for e in reversed(history):
+        if e.get("EventType") in (ET.ExecutionCompleted, ET.ContinueAsNew):
+            when = _time(e.get("Timestamp"))
+            status = Status(e.get("OrchestrationStatus", 1))
+            row = {"RuntimeStatus": status.name, "Output": e.get("Result"), "LastUpdatedTime": when}
+            if status != Status.ContinuedAsNew:
+                row["CompletedTime"] = when
+            return row
+    return None
+
+
 def rewind_history(history: list[dict]) -> tuple[list[dict], set[int]]:
     """Rewind a failed execution: failed task rows and the completion become GenericEvents (DTFx does the
     same), so the failed tasks are open again. Returns the rewritten history and the ids to run again."""
