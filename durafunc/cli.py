@@ -200,6 +200,67 @@ def azurite_install():
 
 # == scaffolding: init, new, templates ========================================================
 
+
+@main.command()
+@click.argument("folder", required=False, default=".")
+@click.option("--model", type=click.Choice(["v1", "v2"], case_sensitive=False), default="v2", show_default=True,
+              help="Python programming model: v2 (function_app.py decorators) or v1 (function.json folders).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init(folder, model, force):
+    """Create a new Durable Functions app (in FOLDER, default: here)."""
+    from pathlib import Path
+
+    from .scaffold import ScaffoldError, init_app
+    try:
+        result = init_app(Path(folder), model, force)
+    except (ScaffoldError, OSError) as e:
+        raise UserError(str(e)) from None
+    for p in result.written:
+        click.echo(f"Writing {p.relative_to(result.folder)}")
+    for p in result.skipped:
+        click.secho(f"Skipped {p.relative_to(result.folder)} (exists; use --force to overwrite)", fg="yellow")
+    click.secho(f"Created a {result.model} Durable Functions app in {result.folder} (task hub '{result.hub_name}').",
+                fg="green")
+    where = "" if result.folder == Path.cwd().resolve() else f"cd {folder} && "
+    click.echo(f"Next: {where}durafunc start")
+
+
+@main.command()
+@click.option("--template", "-t", required=True, help="Template name (see `durafunc templates list`).")
+@click.option("--name", "-n", required=True, help="Name of the new function.")
+@click.option("--file", "file_", default=None, help="v2: add to this blueprint file (created if missing).")
+@click.option("--authlevel", "-a", default=None, help="anonymous, function (default) or admin (HTTP templates). "
+                                                      "Not enforced locally unless `durafunc start --enable-auth`.")
+def new(template, name, file_, authlevel):
+    """Create a new function in the app from a template."""
+    import os
+
+    from .scaffold import ScaffoldError, detect_model, new_function, resolve_template
+    from .settings import SettingsError, find_app_root
+    try:
+        root = find_app_root(os.getcwd())
+        written = new_function(root, template, name, file_, authlevel)
+    except (ScaffoldError, SettingsError) as e:
+        raise UserError(str(e)) from None
+    for p in written:
+        click.echo(f"Writing {p.relative_to(root)}")
+    click.secho(f"The function \"{name}\" was created from the template \"{resolve_template(template)}\" "
+                f"({detect_model(root)} model).", fg="green")
+
+
+@main.group()
+def templates() -> None:
+    """Function templates for `durafunc new`."""
+
+
+@templates.command("list")
+def templates_list():
+    """List the templates `durafunc new --template` accepts."""
+    from .scaffold import list_templates
+    click.echo("Python templates (v1 and v2 models):")
+    for t in list_templates():
+        click.echo(f"  {t}")
+
 # == instance management (func durable ...) ===================================================
 
 

@@ -189,8 +189,8 @@ class Engine:
             try:
                 items = await self._storage_call(queue.receive(batch, visibility), f"receive {queue.name}")
             except StorageUnavailableError:
-                await asyncio.sleep(min(5.0, max(0.5, delay)))
-                delay = min(5.0, delay * 2)
+                await asyncio.sleep(min(2.0, max(0.5, delay)))
+                delay = min(2.0, delay * 2)
                 continue
             if items:
                 return items

@@ -18,7 +18,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob.aio import BlobLeaseClient
 
 from .account import StorageAccount
-from .errors import guard
+from .errors import StorageUnavailableError, guard
 from .names import TaskHubNames
 from .schema import format_time, utcnow
 
@@ -228,12 +228,18 @@ class LeaseBalancer:
             await self._lose(p)
 
     async def _loop(self, step: Callable[[], Awaitable[None]], interval: float) -> None:
+        failing = False
         while True:
             try:
                 await step()
+                failing = False
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # storage hiccups: try again next round
+            except StorageUnavailableError as e:   # an outage: say it once, try again next round
+                if not failing:
+                    log.debug("lease %s failed: %s", step.__name__.strip("_"), e)
+                failing = True
+            except Exception as e:  # other storage hiccups: try again next round
                 log.warning("lease %s failed: %s", step.__name__.strip("_"), e)
             await asyncio.sleep(interval)
 

@@ -1,0 +1,13 @@
+
+
+@$target.entity_trigger(context_name="context")
+def $name(context: df.DurableEntityContext):
+    current = context.get_state(lambda: 0)
+    operation = context.operation_name
+    if operation == "add":
+        current += context.get_input()
+    elif operation == "reset":
+        current = 0
+    elif operation == "get":
+        context.set_result(current)
+    context.set_state(current)

@@ -1,0 +1,14 @@
+
+
+@$target.route(route="$name", auth_level=func.AuthLevel.$authlevel_upper)
+def $name(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.params.get("name")
+    if not name:
+        try:
+            name = req.get_json().get("name")
+        except ValueError:
+            name = None
+    if name:
+        return func.HttpResponse(f"Hello, {name}. This HTTP triggered function executed successfully.")
+    return func.HttpResponse("This HTTP triggered function executed successfully. Pass a name in the query "
+                             "string or in the request body for a personalized response.", status_code=200)
