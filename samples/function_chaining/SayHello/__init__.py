@@ -1,0 +1,2 @@
+def main(text: str) -> str:
+    return f"Hello({text})"

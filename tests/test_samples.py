@@ -1,0 +1,95 @@
+"""Every sample app runs under `durafunc start` and its orchestration completes with the documented output."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hostutil import HostProcess
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def run(connection_string, sample, path, body=None, wait_for=("Completed", "Failed", "Terminated"), then=None):
+    host = HostProcess(SAMPLES / sample, connection_string, "S" + uuid.uuid4().hex[:12]).wait_ready()
+    try:
+        r = host.request("POST", path, body)
+        assert r.status == 202, r.text
+        payload = r.json()
+        if then:
+            then(host, payload)
+        status = host.wait_status(payload["statusQueryGetUri"], timeout=30, until=wait_for)
+        return status, host
+    finally:
+        host.stop()
+
+
+def test_hello(connection_string):
+    s, _ = run(connection_string, "hello", "/api/orchestrators/hello_orchestrator")
+    assert s["output"] == ["Hello Tokyo", "Hello Seattle", "Hello London"]
+
+
+def test_function_chaining_v1(connection_string):
+    s, _ = run(connection_string, "function_chaining", "/api/orchestrators/Chain", "world")
+    assert s["output"] == "Hello(Hello(Hello(world)))"
+
+
+def test_fan_out_fan_in(connection_string):
+    s, _ = run(connection_string, "fan_out_fan_in", "/api/orchestrators/fan_out_fan_in", 20)
+    assert s["output"] == {"files": 20, "total_bytes": 24000}
+
+
+def test_async_http_api(connection_string):
+    seen = {}
+
+    def poll(host, payload):
+        r = host.request("GET", payload["statusQueryGetUri"])
+        seen["first"] = r.status
+        r = host.request("GET", f"/api/jobs/{payload['id']}")
+        seen["own"] = r.json()
+
+    s, _ = run(connection_string, "async_http_api", "/api/jobs", {"name": "report", "steps": 3}, then=poll)
+    assert seen["first"] == 202 and seen["own"]["status"] in ("Running", "Pending")
+    assert s["output"] == ["report:step0", "report:step1", "report:step2"]
+    assert s["customStatus"] == {"completed": 3, "of": 3}
+
+
+def test_monitor_v1(connection_string):
+    s, _ = run(connection_string, "monitor", "/api/orchestrators/Monitor", {"id": "job-7", "interval": 1,
+                                                                           "done_after": 3})
+    assert s["output"] == {"job": "job-7", "checks": 3}
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_human_interaction(connection_string, approve):
+    def send(host, payload):
+        host.wait_status(payload["statusQueryGetUri"], until=("Running",))
+        if approve:
+            url = payload["sendEventPostUri"].replace("{eventName}", "Approval")
+            assert host.request("POST", url, "approved").status == 202
+
+    s, _ = run(connection_string, "human_interaction", "/api/orchestrators/approval_workflow",
+               {"item": "laptop", "timeout": 60 if approve else 1}, then=send)
+    assert s["output"] == ("decision: approved" if approve else "escalated: laptop")
+
+
+def test_order_processing_with_retries(connection_string):
+    order_id = "T" + uuid.uuid4().hex[:8]
+    s, _ = run(connection_string, "order_processing", "/api/orchestrators/process_order",
+               {"id": order_id, "items": ["book", "pen"]})
+    assert s["runtimeStatus"] == "Completed", s
+    assert s["output"]["status"] == "confirmed" and s["output"]["payment_attempts"] == 3
+    assert s["output"]["tracking"] == f"TRK-{order_id}"
+
+
+def test_sub_orchestrations(connection_string):
+    s, _ = run(connection_string, "sub_orchestrations", "/api/orchestrators/provision_all",
+               ["westeurope", "eastus", "japaneast"])
+    assert [r["region"] for r in s["output"]] == ["westeurope", "eastus", "japaneast"]
+    assert s["output"][1]["resources"] == ["created:eastus/network", "created:eastus/vm"]
+
+
+def test_eternal_continue_as_new(connection_string):
+    s, _ = run(connection_string, "eternal", "/api/orchestrators/cleanup_loop", {"rounds": 3, "pause": 1})
+    assert s["output"] == {"rounds": 3, "cleaned": 6}
