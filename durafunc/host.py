@@ -92,15 +92,19 @@ class Host:
         self.reloads = 0
 
     # -- app loading ---------------------------------------------------------------------------
-    def load(self) -> None:
+    def _load_app(self):
         from .functions import load_app
         from .functions.invoke import Invoker
         only = self.opt.functions or self.settings.functions
         app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict)
+        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities)
+
+    def load(self) -> None:
+        self._swap(*self._load_app())
+
+    def _swap(self, app, invoker) -> None:
         old = self.invoker
-        self.app = app
-        self.invoker = Invoker(app, max_workers=self.settings.max_concurrent_activities)
-        self._routes = None
+        self.app, self.invoker, self._routes = app, invoker, None
         if old is not None:
             old.close()
 
@@ -249,13 +253,18 @@ class Host:
 
     def reload(self) -> None:
         try:
-            self.load()
+            app, invoker = self._load_app()
         except Exception as e:  # noqa: BLE001 - keep serving the previous version
             self.echo(f"Reload failed, still running the previous code: {e}")
             return
-        self.reloads += 1
-        for err in self.app.errors:
+        for err in app.errors:
             self.echo(f"Error: {err.file}: {err.reason}")
+        if app.errors and not app.functions and self.app is not None and self.app.functions:
+            invoker.close()
+            self.echo("Reload failed, still running the previous code.")
+            return
+        self._swap(app, invoker)
+        self.reloads += 1
         self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
 
 

@@ -166,7 +166,16 @@ def mixed(ctx):
     return None
 
 
+def deterministic(ctx):
+    first = [ctx.new_uuid(), ctx.current_utc_datetime.isoformat(), ctx.is_replaying]
+    ctx.set_custom_status(first[:2])
+    yield ctx.call_activity("Hello", "a")
+    yield ctx.call_activity("Hello", "b")
+    return first + [ctx.is_replaying]
+
+
 ORCHESTRATORS = {
+    "Deterministic": deterministic,
     "Chain": chain, "Fan": fan, "LoggedFan": logged_fan, "LoggedChain": logged_chain, "Approval": approval,
     "EventsInOrder": events_in_order, "Retry": retry, "Child": child, "Parent": parent, "Eternal": eternal,
     "ActivityFails": activity_fails, "OrchestratorFails": orchestrator_fails, "Waits": waits,

@@ -35,14 +35,14 @@ class Response:
 
 class HostProcess:
     def __init__(self, app_dir: Path, connection_string: str, hub_name: str, *args: str,
-                 env: dict | None = None, port: int | None = None):
+                 env: dict | None = None, port: int | None = None, reload: bool = False):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"durafunc-host-{self.port}.log"
         full_env = {**os.environ, "AzureWebJobsStorage": connection_string, **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "durafunc", "start", "--port", str(self.port), "--no-reload",
-             "--task-hub-name", hub_name, *args],
+            [sys.executable, "-m", "durafunc", "start", "--port", str(self.port),
+             *([] if reload else ["--no-reload"]), "--task-hub-name", hub_name, *args],
             cwd=app_dir, env=full_env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 30.0) -> "HostProcess":

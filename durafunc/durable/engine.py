@@ -326,7 +326,8 @@ class Engine:
         return state
 
     async def _episode(self, instance_id: str, items: list[Item]) -> None:
-        recover = any(i.recover for i in items)
+        # recovery is for instances nobody here runs: one already in memory is being run by this host
+        recover = any(i.recover for i in items) and instance_id not in self.states
         items = [i for i in items if not i.recover]
         items.sort(key=lambda i: (i.message.get("Event") or {}).get("EventType") != ET.ExecutionStarted)
         state = await self._load(instance_id)
@@ -406,7 +407,7 @@ class Engine:
                 log.info("instance %s: running activity '%s' (task %s) again after a host change",
                          state.instance_id, node.name, node.id)
                 self.stats["recovered"] += 1
-                self._spawn(self._run_activity(self._local_item(message, episode_no)))
+                self._dispatch_activity(self._local_item(message, episode_no))
 
     async def _call_orchestrator(self, instance_id, state, episode_events, reset, start):
         history = ([] if reset else state.history) + episode_events
@@ -514,7 +515,7 @@ class Engine:
         """Send one outbound message; returns a callback that hands it over locally (after commit)."""
         if o.to_work_items and self.running and self.opt.local_activities:
             item = self._local_item(o.message, episode)
-            return lambda: self._spawn(self._run_activity(item))
+            return lambda: self._dispatch_activity(item)
         if o.to_work_items:
             queue = self.hub.work_items
             local = self.running
@@ -537,7 +538,7 @@ class Engine:
 
         def handoff():
             if o.to_work_items:
-                self._spawn(self._run_activity(item))
+                self._dispatch_activity(item)
             elif o.delay > 0:
                 asyncio.get_running_loop().call_later(
                     o.delay, lambda: self._spawn(self._admit(item)) if self.running else None)
@@ -572,7 +573,14 @@ class Engine:
             for qi in items:
                 item = Item(queue, qi.id, qi.pop_receipt, qi.dequeue_count,
                             qi.data.task_message if qi.data else None, qi.data.episode if qi.data else None, qi)
-                self._spawn(self._run_activity(item))
+                self._dispatch_activity(item)
+
+    def _dispatch_activity(self, item: Item) -> None:
+        """Run an activity here; it counts as in flight from now on (so a recovery pass leaves it alone)."""
+        e = (item.message or {}).get("Event") or {}
+        inst = (item.message or {}).get("OrchestrationInstance") or {}
+        self.inflight.add((inst.get("InstanceId"), e.get("EventId")))
+        self._spawn(self._run_activity(item))
 
     async def _run_activity(self, item: Item) -> None:
         if item.message is None:

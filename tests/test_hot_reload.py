@@ -1,0 +1,43 @@
+"""`durafunc start` reloads the app when its code changes, and keeps serving the old code if the new one breaks."""
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from hostutil import HostProcess
+
+HELLO = Path(__file__).resolve().parent.parent / "samples" / "hello"
+
+
+def wait_log(host, text, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in host.log():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"'{text}' not in log:\n{host.log()}")
+
+
+def run_hello(host):
+    r = host.request("POST", "/api/orchestrators/hello_orchestrator")
+    return host.wait_status(r.json()["statusQueryGetUri"])["output"]
+
+
+def test_reload_on_change(tmp_path, connection_string):
+    app = tmp_path / "hello"
+    shutil.copytree(HELLO, app, ignore=shutil.ignore_patterns(".durafunc", "__pycache__"))
+    host = HostProcess(app, connection_string, "Hr" + uuid.uuid4().hex[:10], reload=True).wait_ready()
+    try:
+        assert run_hello(host)[0] == "Hello Tokyo"
+        code = (app / "function_app.py").read_text()
+        (app / "function_app.py").write_text(code.replace('f"Hello {city}"', 'f"Bonjour {city}"'))
+        wait_log(host, "Reloaded 3 functions")
+        assert run_hello(host)[0] == "Bonjour Tokyo"
+        (app / "function_app.py").write_text(code + "\nthis is not python\n")
+        wait_log(host, "Reload failed, still running the previous code.")
+        assert "function_app.py: import failed: NameError" in host.log()
+        assert run_hello(host)[0] == "Bonjour Tokyo"   # still serving the last good code
+    finally:
+        host.stop()
