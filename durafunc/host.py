@@ -56,23 +56,14 @@ class FunctionsAdapter:
         return self.host.app.activity_names
 
     async def run_orchestrator(self, name: str, context_json: str) -> str:
-        from .functions.invoke import FunctionError
-        info = self.host.app.orchestrator(name)
-        try:
-            return await self.host.invoker.run_orchestrator(info.name, context_json)
-        except FunctionError as e:
-            raise UserCodeError(e.type_name, e.message, e.traceback_text) from e
+        return await self.host.invoker.run_orchestrator(self.host.app.orchestrator(name).name, context_json)
 
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
-        from .functions.invoke import FunctionError
         info = self.host.app.activity(name)
         if info is None:
             raise UserCodeError("FunctionNotFound", f"The function '{name}' doesn't exist, is disabled, or is not "
                                                    "an activity function.")
-        try:
-            return await self.host.invoker.run_activity(info.name, input_text, instance_id=instance_id)
-        except FunctionError as e:
-            raise UserCodeError(e.type_name, e.message, e.traceback_text) from e
+        return await self.host.invoker.run_activity(info.name, input_text, instance_id=instance_id)
 
 
 class Host:

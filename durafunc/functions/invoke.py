@@ -15,6 +15,7 @@ import azure.functions as func
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
+from ..durable.worker import UserCodeError
 from .logcontext import invocation
 from .model import FunctionInfo, LoadedApp
 
@@ -25,14 +26,8 @@ class FunctionNotFound(Exception):
     pass
 
 
-class FunctionError(Exception):
-    """User code raised: `type_name: message`, with the user's traceback."""
-
-    def __init__(self, type_name: str, message: str, traceback_text: str = ""):
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-        self.traceback_text = traceback_text
+class FunctionError(UserCodeError):
+    """User code raised: `type_name: message`, with the user's traceback (what the engine expects)."""
 
 
 @dataclass
