@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install start test test-stress bench clean
+.PHONY: install start test test-stress test-sdk-oldest bench clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -30,9 +30,15 @@ test: install
 test-stress: install
 	$(PY) -m pytest -q -m stress $(PYTEST_ARGS)
 
+# The oldest azure-functions-durable users may pin (1.2.x), in a venv of its own.
+test-sdk-oldest: $(NODE_STAMP)
+	@test -x .venv-sdk12/bin/python || $(PYTHON) -m venv .venv-sdk12
+	@.venv-sdk12/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 'azure-functions-durable==1.2.10'
+	.venv-sdk12/bin/python -m pytest -q tests/test_durable_logic.py tests/test_engine.py tests/test_host_v1.py tests/test_host_v2.py tests/test_samples.py
+
 bench: install
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) .venv-sdk12 node_modules .pytest_cache
