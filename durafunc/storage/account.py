@@ -83,6 +83,36 @@ class StorageAccount:
                 retry_policy=BlobRetry(backoff=0.3, random_jitter_range=0.1, retry_total=_RETRIES))
         return self._blobs
 
+    def _key_parts(self):
+        parts = {k.strip().lower(): v.strip() for k, _, v in
+                 (p.partition("=") for p in self.connection_string.split(";")) if k.strip()}
+        return parts, parts.get("accountname"), parts.get("accountkey")
+
+    def _session_getter(self):
+        def session():
+            self._transport()
+            return self._session
+        return session
+
+    def raw_queue_ops(self):
+        """RawQueueOps when the connection has a shared key and a queue endpoint (else None: use the SDK)."""
+        if not hasattr(self, "_raw_queue"):
+            parts, name, key = self._key_parts()
+            endpoint = parts.get("queueendpoint")
+            from .rawops import RawQueueOps
+            self._raw_queue = RawQueueOps(self._session_getter(), endpoint, name, key) \
+                if (name and key and endpoint) else None
+        return self._raw_queue
+
+    def raw_table_ops(self):
+        if not hasattr(self, "_raw_table"):
+            parts, name, key = self._key_parts()
+            endpoint = parts.get("tableendpoint")
+            from .rawops import RawTableOps
+            self._raw_table = RawTableOps(self._session_getter(), endpoint, name, key) \
+                if (name and key and endpoint) else None
+        return self._raw_table
+
     def raw_batch(self, table: str):
         """A RawTableBatch for `table` when the connection has a shared key (else None: use the SDK)."""
         parts = {k.strip().lower(): v.strip() for k, _, v in

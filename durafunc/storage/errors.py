@@ -28,8 +28,14 @@ class StorageUnavailableError(StorageError):
 
 
 def is_unavailable(error: BaseException) -> bool:
-    if isinstance(error, (ServiceRequestError, ServiceResponseError, ConnectionError)):
+    import asyncio
+
+    import aiohttp
+    if isinstance(error, (ServiceRequestError, ServiceResponseError, ConnectionError,
+                          aiohttp.ClientConnectionError, asyncio.TimeoutError)):
         return True
+    if type(error).__name__ in ("RawStatusError", "BatchFailed"):
+        return getattr(error, "status_code", None) in _UNAVAILABLE_STATUS
     return isinstance(error, HttpResponseError) and error.status_code in _UNAVAILABLE_STATUS
 
 

@@ -246,7 +246,11 @@ class InstancesTable:
                   **{k: column_value(v) for k, v in fields.items() if v is not None}}
         await self._offload(instance_id, entity, as_url=True)
         if not must_exist:
-            await self.client.upsert_entity(entity, mode=UpdateMode.MERGE)
+            raw = self.account.raw_table_ops()
+            if raw is not None:
+                await raw.upsert_merge(self.table_name, entity)
+            else:
+                await self.client.upsert_entity(entity, mode=UpdateMode.MERGE)
             return True
         try:
             await self.client.update_entity(entity, mode=UpdateMode.MERGE)

@@ -92,9 +92,23 @@ class MessageQueue:
                     f"{event_type_name(task_message['Event'])}.json.gz")
             await self.large_messages.upload(name, text)
             text, blob_url = encode_wrapper(name), self.large_messages.url(name)
-        sent = await self._send_text(self.client, text, visibility_timeout)
+        raw = self.account.raw_queue_ops()
+        if raw is not None:
+            sent = await self._send_raw(raw, text, visibility_timeout)
+        else:
+            sent = await self._send_text(self.client, text, visibility_timeout)
         return QueueItem(id=sent.id, pop_receipt=sent.pop_receipt, dequeue_count=0, inserted_on=sent.inserted_on,
                          text=text, data=data, next_visible_on=sent.next_visible_on, blob_url=blob_url)
+
+    async def _send_raw(self, raw, text: str, visibility_timeout: float):
+        from .rawops import RawStatusError
+        try:
+            return await raw.send(self.name, text, _seconds(visibility_timeout))
+        except RawStatusError as e:
+            if e.status_code != 404:
+                raise
+            await self.create()
+            return await raw.send(self.name, text, _seconds(visibility_timeout))
 
     @staticmethod
     async def _send_text(client, text: str, visibility_timeout: float = 0):
@@ -142,6 +156,13 @@ class MessageQueue:
 
     @guard
     async def delete(self, item: QueueItem) -> None:
+        raw = self.account.raw_queue_ops()
+        if raw is not None:
+            status = await raw.delete(self.name, item.id, item.pop_receipt)
+            if status >= 300 and status not in (404, 400):
+                from .rawops import RawStatusError
+                raise RawStatusError(status, "delete failed")
+            return
         try:
             await self.client.delete_message(item.id, item.pop_receipt)
         except ResourceNotFoundError:
