@@ -107,22 +107,27 @@ EVENT_SENDERS = 8   # clients raising events at once (the orchestration still ta
 
 
 async def wait_all_completed(session, host, ids: set, timeout: float = 600.0) -> None:
-    """Poll the instance list (one query per round, not one request per instance)."""
-    url = f"{host.base}/runtime/webhooks/durabletask/instances/?runtimeStatus=Completed&top=1000"
+    """Poll the list of unfinished instances (it shrinks as they complete), one query per round."""
+    base = f"{host.base}/runtime/webhooks/durabletask/instances/"
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        done, token = set(), None
+
+    async def listing(statuses: str) -> set:
+        found, token = set(), None
         while True:
             headers = {"x-ms-continuation-token": token} if token else {}
-            async with session.get(url, headers=headers) as r:
-                done |= {i["instanceId"] for i in await r.json()}
+            async with session.get(f"{base}?runtimeStatus={statuses}&top=1000", headers=headers) as r:
+                found |= {i["instanceId"] for i in await r.json()}
                 token = r.headers.get("x-ms-continuation-token")
             if not token:
-                break
-        if ids <= done:
-            return
+                return found
+    while time.monotonic() - t0 < timeout:
+        if not (ids & await listing("Pending,Running")):
+            break
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"{len(ids - done)} instances not completed")
+    else:
+        raise TimeoutError("instances not finished")
+    missing = ids - await listing("Completed")
+    assert not missing, f"{len(missing)} instances did not complete"
 
 
 async def run_durafunc(conn: str, quick: bool) -> dict:
