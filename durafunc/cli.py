@@ -70,7 +70,7 @@ def _configure_logging(verbose: bool) -> None:
               help="Require function keys (kept in .durafunc/keys.json).")
 @click.option("--no-reload", is_flag=True, help="Do not reload when files of the app change.")
 @click.option("--task-hub-name", default=None, help="Task hub to use instead of host.json's hubName.")
-@click.option("--worker-id", default=None, help="Name of this host in the task hub (default: hostname-pid).")
+@click.option("--worker-id", default=None, help="Name of this host in the task hub (default: hostname-port).")
 @click.option("--script-root", "--prefix", "script_root", type=click.Path(file_okay=False), default=None,
               help="Path to the root of the function app (default: the current folder).")
 @click.option("--verbose", is_flag=True, help="Show engine and host logs.")

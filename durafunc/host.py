@@ -71,7 +71,8 @@ class Host:
         self.settings = settings
         self.opt = options
         self.echo = options.echo
-        self.worker_id = options.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        # stable across restarts (one host per port on a machine): a restarted host adopts its own leases at once
+        self.worker_id = options.worker_id or f"{socket.gethostname()}-{options.port or settings.http_port}"
         self.app = None
         self.invoker = None
         self._routes = None

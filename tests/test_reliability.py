@@ -258,3 +258,33 @@ async def test_purge_refuses_running_instances(connection_string, hub_name):
         await engine.stop(grace=2)
         await hub.delete()
         await hub.close()
+
+
+def test_restarted_host_adopts_its_leases_at_once(connection_string, tmp_path):
+    """Without --worker-id a host is named hostname-port: after a crash, a restart on the same port goes on at
+    once instead of waiting for its old leases to expire (15 s)."""
+    from hostutil import HERE, HostProcess
+    import uuid as _uuid
+    app = HERE / "hostapps" / "torture"
+    hub = "Adopt" + _uuid.uuid4().hex[:10]
+    env = {"DURAFUNC_TEST_CALL_LOG": str(tmp_path / "calls.log")}
+    host = HostProcess(app, connection_string, hub, env=env).wait_ready()
+
+    async def start_and_check():
+        th = TaskHub(connection_string, hub, 4)
+        c = DurableClient(th)
+        await c.start_new("mixed", "adopt-1", json.dumps("event"))
+        await c.wait_for("adopt-1", 20, until={S.Running})
+        await th.close()
+    asyncio.run(start_and_check())
+    host.stop(signal.SIGKILL)
+    host = HostProcess(app, connection_string, hub, env=env, port=host.port).wait_ready()
+    try:
+        t0 = time.monotonic()
+        r = host.request("POST", "/runtime/webhooks/durabletask/instances/adopt-1/raiseEvent/Go", "go")
+        assert r.status == 202
+        s = host.wait_status("/runtime/webhooks/durabletask/instances/adopt-1", timeout=30)
+        assert s["runtimeStatus"] == "Completed" and s["output"] == "go"
+        assert time.monotonic() - t0 < 8, "waited for the old leases to expire"
+    finally:
+        host.stop()
