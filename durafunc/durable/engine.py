@@ -417,7 +417,10 @@ class Engine:
         try:
             return parse_output(await self.functions.run_orchestrator(start.get("Name"), body))
         except UserCodeError as e:
-            return parse_failure(e.message if "$OutOfProcData$" in e.message else f"{e.message}")
+            out = parse_failure(e.message)
+            log.error("orchestrator %s of instance %s failed: %s\n%s", start.get("Name"), instance_id, out.error,
+                      e.traceback_text)
+            return out
         except ValueError as e:
             log.exception("orchestrator %s returned an unreadable answer", start.get("Name"))
             return parse_failure(str(e))

@@ -81,10 +81,15 @@ class _Out(func.Out):
 
 
 def _user_traceback(e: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if "/durafunc/" not in f.filename and "site-packages/azure/functions/" not in f.filename]
-    text = "".join(traceback.format_list(frames)) if frames else "".join(traceback.format_tb(e.__traceback__))
-    return "Traceback (most recent call last):\n" + text + "".join(traceback.format_exception_only(type(e), e))
+    """The user's part of a traceback: the innermost cause (the SDK re-raises orchestrator errors), without the
+    frames of durafunc and the Azure SDKs."""
+    root = e
+    while root.__cause__ is not None:
+        root = root.__cause__
+    frames = [f for f in traceback.extract_tb(root.__traceback__)
+              if "/durafunc/" not in f.filename and "/site-packages/azure/" not in f.filename]
+    text = "".join(traceback.format_list(frames)) if frames else ""
+    return "Traceback (most recent call last):\n" + text + "".join(traceback.format_exception_only(type(root), root))
 
 
 def _params(entry) -> dict[str, inspect.Parameter]:
