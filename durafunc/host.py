@@ -58,6 +58,12 @@ class FunctionsAdapter:
     async def run_orchestrator(self, name: str, context_json: str) -> str:
         return await self.host.invoker.run_orchestrator(self.host.app.orchestrator(name).name, context_json)
 
+    def entity_names(self) -> list[str]:
+        return self.host.app.entity_names
+
+    async def run_entity(self, name: str, context_json: str) -> str:
+        return await self.host.invoker.run_entity(self.host.app.entity(name).name, context_json)
+
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
         info = self.host.app.activity(name)
         if info is None:

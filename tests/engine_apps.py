@@ -174,7 +174,33 @@ def deterministic(ctx):
     return first + [ctx.is_replaying]
 
 
+def counter(ctx):
+    value = ctx.get_state(lambda: 0)
+    op = ctx.operation_name
+    if op == "add":
+        value += ctx.get_input()
+    elif op == "get":
+        ctx.set_result(value)
+    elif op == "fail":
+        raise ValueError("counter cannot fail")
+    ctx.set_state(value)
+
+
+def uses_counter(ctx):
+    key = ctx.get_input()
+    entity = df.EntityId("Counter", key)
+    ctx.signal_entity(entity, "add", 5)
+    ctx.signal_entity(entity, "add", 2)
+    value = yield ctx.call_entity(entity, "get")
+    try:
+        yield ctx.call_entity(entity, "fail")
+    except Exception as e:  # noqa: BLE001
+        return [value, str(e)]
+    return [value, None]
+
+
 ORCHESTRATORS = {
+    "UsesCounter": uses_counter,
     "Deterministic": deterministic,
     "Chain": chain, "Fan": fan, "LoggedFan": logged_fan, "LoggedChain": logged_chain, "Approval": approval,
     "EventsInOrder": events_in_order, "Retry": retry, "Child": child, "Parent": parent, "Eternal": eternal,
@@ -186,4 +212,5 @@ ACTIVITIES = {"Hello": hello, "Double": double, "Flaky": flaky, "Fails": fails, 
 
 
 def function_table() -> FunctionTable:
-    return FunctionTable({k: df.Orchestrator.create(v) for k, v in ORCHESTRATORS.items()}, ACTIVITIES)
+    return FunctionTable({k: df.Orchestrator.create(v) for k, v in ORCHESTRATORS.items()}, ACTIVITIES,
+                         {"Counter": df.Entity.create(counter)})

@@ -182,3 +182,18 @@ async def test_new_uuid_time_and_is_replaying_are_deterministic(env):
     out = json.loads(row.output)
     assert out[:2] == first_status            # recomputed on every replay from the stored history
     assert out[2] is True and out[3] is False  # the start was replayed; the code after the last yield is new
+
+
+async def test_entities_signal_call_and_state(env):
+    row = await run(env, "UsesCounter", json.dumps("k1"))
+    assert row.runtime_status == S.Completed, row.output
+    value, error = output(row)
+    assert value == 7 and "counter cannot fail" in error
+    await env.signal_entity("Counter", "k1", "add", "10")
+    for _ in range(100):
+        exists, state = await env.read_entity("Counter", "k1")
+        if state and json.loads(state) == 17:
+            break
+        await asyncio.sleep(0.05)
+    assert exists and json.loads(state) == 17
+    assert await env.read_entity("Counter", "never-used") == (False, None)

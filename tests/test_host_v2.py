@@ -1,6 +1,8 @@
 """`durafunc start` on a v2 app (with a blueprint), driven over HTTP only."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hostutil import HERE, HostProcess
@@ -131,3 +133,24 @@ def test_purge_of_running_instance_is_refused(host):
     r = host.request("DELETE", p["purgeHistoryDeleteUri"])
     assert r.status == 409 and "terminate it first" in r.json()["ExceptionMessage"]
     assert host.request("GET", p["statusQueryGetUri"]).json()["runtimeStatus"] == "Running"
+
+
+def test_entities_through_the_sdk_client_and_http_api(host):
+    key = "k" + str(time.monotonic_ns())
+    s = host.wait_status(start(host, "counting", key)["statusQueryGetUri"])
+    assert s["runtimeStatus"] == "Completed" and s["output"] == 3
+    assert host.request("POST", f"/api/counter/{key}", 4).status == 202
+    deadline = time.monotonic() + 10
+    body = None
+    while time.monotonic() < deadline:
+        body = host.request("GET", f"/api/counter/{key}").json()
+        if body["state"] == 7:
+            break
+        time.sleep(0.05)
+    assert body == {"exists": True, "state": 7}
+    r = host.request("GET", f"/runtime/webhooks/durabletask/entities/Counter/{key}")
+    assert r.status == 200 and r.json() == 7
+    assert host.request("GET", "/runtime/webhooks/durabletask/entities/Counter/nobody").status == 404
+    listing = host.request("GET", "/runtime/webhooks/durabletask/entities/Counter?fetchState=true").json()
+    assert {"entityId": {"name": "counter", "key": key}, "state": 7}.items() <= \
+        next(e for e in listing if e["entityId"]["key"] == key).items()

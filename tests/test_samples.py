@@ -93,3 +93,14 @@ def test_sub_orchestrations(connection_string):
 def test_eternal_continue_as_new(connection_string):
     s, _ = run(connection_string, "eternal", "/api/orchestrators/cleanup_loop", {"rounds": 3, "pause": 1})
     assert s["output"] == {"rounds": 3, "cleaned": 6}
+
+
+def test_counter_entity(connection_string):
+    import time
+    key = "k" + uuid.uuid4().hex[:6]
+
+    def poke(host, payload):
+        assert host.request("POST", f"/api/counters/{key}", 10).status == 202
+
+    s, host = run(connection_string, "counter_entity", f"/api/tally/{key}", then=poke)
+    assert s["runtimeStatus"] == "Completed" and s["output"] in (6, 16)   # the +10 may land before or after

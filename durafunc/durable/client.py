@@ -165,6 +165,24 @@ class DurableClient:
         await self._send(instance_id, ev.task_message(e, instance_id, None))
         await self.hub.instances.merge(instance_id, {"RuntimeStatus": "Pending", "LastUpdatedTime": utcnow()})
 
+    async def signal_entity(self, name: str, key: str, operation: str, input_text: str | None = None) -> None:
+        """Send an operation to entity `@name@key` (created on first use). `input_text` is the JSON text of
+        the operation's input (what the SDK's client sends), or None."""
+        from .entities import REQUEST_EVENT, entity_instance_id, request_message
+        if not name or key is None:
+            raise ClientError("Entity name and key must not be empty.")
+        iid = entity_instance_id(name, key)
+        text = input_text
+        e = ev.event_raised(utcnow(), REQUEST_EVENT, json.dumps(request_message(operation or "", text, signal=True)))
+        await self._send(iid, ev.task_message(e, iid, None))
+
+    async def read_entity(self, name: str, key: str):
+        """(exists, state JSON text) of entity `@name@key`."""
+        from .entities import EntityState, entity_instance_id
+        row = await self.get(entity_instance_id(name, key))
+        state = EntityState.from_row_input(row.input if row else None)
+        return state.exists, state.state
+
     async def history(self, instance_id: str) -> list[dict]:
         snap = await self.hub.history.load(instance_id)
         return snap.events

@@ -325,7 +325,67 @@ class Engine:
             self.states[instance_id] = state
         return state
 
+    async def _entity_episode(self, instance_id: str, items: list[Item]) -> None:
+        """One batch of entity operations: run them through the SDK, answer callers, keep the state."""
+        from .entities import EntityState, batch_context, parse_entity_id, response_message
+        items = [i for i in items if not i.recover]
+        if not items:
+            return
+        name, key = parse_entity_id(instance_id)
+        requests, bad = [], []
+        for item in items:
+            event = item.message.get("Event") or {}
+            try:
+                req = json.loads(event.get("Input") or "")
+                if not isinstance(req, dict) or "op" not in req:
+                    raise ValueError
+                requests.append((item, req))
+            except ValueError:
+                bad.append(item)
+        for item in bad:
+            await self._poison(item, "entity request is not a RequestMessage")
+        if not requests:
+            return
+        row = await self.hub.instances.get(instance_id)
+        state = EntityState.from_row_input(row.input if row else None)
+        known = next((n for n in self.functions.entity_names() if n.lower() == name.lower()), None)
+        now = utcnow()
+        if known is None:
+            results = [{"isError": True, "result": json.dumps(
+                self._unknown("entity", name, self.functions.entity_names()))} for _ in requests]
+        else:
+            try:
+                out = json.loads(await self.functions.run_entity(
+                    known, batch_context(name, key, state, [r for _, r in requests])))
+                results = out.get("results") or []
+                state = EntityState(bool(out.get("entityExists")), out.get("entityState"))
+            except UserCodeError as e:
+                log.error("entity %s failed: %s: %s", instance_id, e.type_name, e.message)
+                results = [{"isError": True, "result": json.dumps(f"{e.type_name}: {e.message}")} for _ in requests]
+        from .episode import Outbound
+        outbound = []
+        for (_, req), res in zip(requests, results):
+            if req.get("signal") or not req.get("parent"):
+                continue
+            answer = ev.event_raised(now, req["id"], response_message(res))
+            outbound.append(Outbound(False, req["parent"],
+                                     ev.task_message(answer, req["parent"], req.get("parentExecution"))))
+        handoffs = await asyncio.gather(*(self._send(o, None, None) for o in outbound))
+        fields = {"Name": name, "RuntimeStatus": "Running", "Input": state.to_row_input(), "LastUpdatedTime": now,
+                  "Worker": self.opt.worker_id}
+        if row is None:
+            fields["CreatedTime"] = now
+        await self.hub.instances.merge(instance_id, fields)
+        for h in handoffs:
+            if h is not None:
+                h()
+        await self._delete([i for i, _ in requests])
+        self.stats["episodes"] += 1
+
     async def _episode(self, instance_id: str, items: list[Item]) -> None:
+        if instance_id.startswith("@"):
+            await self._entity_episode(instance_id, items)
+            return
         # recovery is for instances nobody here runs: one already in memory is being run by this host
         recover = any(i.recover for i in items) and instance_id not in self.states
         items = [i for i in items if not i.recover]

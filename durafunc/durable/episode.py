@@ -267,11 +267,9 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
         return finish(Status.Failed, f"Orchestrator function '{name}' failed: {result.nondeterminism}",
                       result.next_id)
 
-    unsupported = [n for n in result.new_work if n.kind in ("entity", "signal")
-                   or (n.kind == "activity" and n.name == "BuiltIn::HttpActivity")]
+    unsupported = [n for n in result.new_work if n.kind == "activity" and n.name == "BuiltIn::HttpActivity"]
     if unsupported:
-        what = "call_http" if unsupported[0].kind == "activity" else "durable entities (signal_entity/call_entity)"
-        return finish(Status.Failed, f"Orchestrator function '{name}' failed: {what} is not supported by "
+        return finish(Status.Failed, f"Orchestrator function '{name}' failed: call_http is not supported by "
                                      f"durafunc yet", result.next_id)
 
     if missing_function is not None:
@@ -334,6 +332,16 @@ def _schedule(node, instance_id: str, execution_id: str, orch_name: str, now: da
                                        name=node.name, input=child_input, parent=parent)
         outbound.append(Outbound(False, child_id, ev.task_message(started, child_id, child_exec)))
         return ev.sub_orchestration_created(now, node.id, node.name, child_id, child_input if store_inputs else None)
+    if node.kind in ("entity", "signal"):
+        from .entities import REQUEST_EVENT, request_message
+        target = a.get("instanceId")
+        request = request_message(a.get("operation") or "", a.get("input"), signal=node.kind == "signal",
+                                  parent=instance_id if node.kind == "entity" else None,
+                                  parent_execution=execution_id)
+        text = json.dumps(request)
+        raised = ev.event_raised(now, REQUEST_EVENT, text)
+        outbound.append(Outbound(False, target, ev.task_message(raised, target, None)))
+        return ev.event_sent(now, node.id, target, a.get("operation") or "", text)
     raise ValueError(f"cannot schedule {node.kind}")
 
 

@@ -25,6 +25,11 @@ class DurableFunctions(Protocol):
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
         """The JSON text of the result (None for null); raises UserCodeError."""
 
+    def entity_names(self) -> list[str]: ...
+
+    async def run_entity(self, name: str, context_json: str) -> str:
+        """The SDK's entity batch result JSON; raises UserCodeError."""
+
 
 class FunctionTable:
     """A DurableFunctions made of plain callables, for tests and embedding (no Azure Functions host).
@@ -33,10 +38,21 @@ class FunctionTable:
     taking the decoded input.
     """
 
-    def __init__(self, orchestrators: dict, activities: dict):
+    def __init__(self, orchestrators: dict, activities: dict, entities: dict | None = None):
         self._orch = {k.lower(): v for k, v in orchestrators.items()}
         self._act = {k.lower(): v for k, v in activities.items()}
-        self._names = {"o": list(orchestrators), "a": list(activities)}
+        self._ent = {k.lower(): v for k, v in (entities or {}).items()}
+        self._names = {"o": list(orchestrators), "a": list(activities), "e": list(entities or {})}
+
+    def entity_names(self) -> list[str]:
+        return self._names["e"]
+
+    async def run_entity(self, name: str, context_json: str) -> str:
+        import azure.functions as func
+        try:
+            return self._ent[name.lower()](func.EntityContext(context_json))
+        except Exception as e:  # noqa: BLE001 - user code
+            raise UserCodeError(type(e).__name__, str(e)) from e
 
     def orchestrator_names(self) -> list[str]:
         return self._names["o"]

@@ -91,9 +91,8 @@ class DurableApi:
                 return await self.start(request, parts[1], parts[2] if len(parts) == 3 else None)
             if parts and parts[0] == "instances":
                 return await self.instances(request, parts[1:])
-            if parts and parts[0] == "entities":
-                return error_response(501, "Durable entities are not supported by durafunc yet.",
-                                      "System.NotSupportedException")
+            if parts and parts[0] == "entities" and len(parts) <= 3:
+                return await self.entities(request, parts[1:])
             return error_response(404, f"No route matches '{request.path}'.", "NotFound")
         except ClientError as e:
             return error_response(e.status, str(e))
@@ -226,6 +225,50 @@ class DurableApi:
         if not result.instances_deleted:
             return web.Response(status=404)
         return web.json_response({"instancesDeleted": result.instances_deleted})
+
+    async def entities(self, request: web.Request, rest: list[str]) -> web.StreamResponse:
+        from ..durable.entities import EntityState, parse_entity_id
+        if len(rest) == 2:
+            name, key = rest[0], "" if rest[1] == "$" else rest[1]
+            if request.method in ("POST", "DELETE"):
+                op = "delete" if request.method == "DELETE" else request.query.get("op", "")
+                raw = await request.read()
+                text = None
+                if raw.strip() and (request.content_type or "") == "application/json":
+                    try:
+                        value = json.loads(raw)
+                    except ValueError as e:
+                        raise ClientError(f"Could not parse JSON content: {e}") from None
+                    # the SDK's client sends the input's JSON text as a JSON string
+                    text = value if isinstance(value, str) else json.dumps(value)
+                elif raw.strip():
+                    text = raw.decode()
+                await self.client.signal_entity(name, key, op, text)
+                return web.Response(status=202)
+            if request.method == "GET":
+                exists, state = await self.client.read_entity(name, key)
+                if not exists:
+                    return web.Response(status=404)
+                return web.json_response(json.loads(state) if state else None)
+            return error_response(404, "Not found", "NotFound")
+        if request.method != "GET":
+            return error_response(404, "Not found", "NotFound")
+        prefix = f"@{rest[0].lower()}@" if rest else "@"
+        rows, token = await self.client.hub.instances.query(
+            prefix=prefix, top=int(request.query["top"]) if request.query.get("top") else None,
+            continuation=request.headers.get("x-ms-continuation-token") or None)
+        fetch = _truthy(request.query.get("fetchState"))
+        body = []
+        for r in rows:
+            name, key = parse_entity_id(r.instance_id)
+            item = {"entityId": {"name": name, "key": key},
+                    "lastOperationTime": r.last_updated_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    if r.last_updated_time else None}
+            if fetch:
+                st = EntityState.from_row_input(r.input)
+                item["state"] = json.loads(st.state) if st.state else None
+            body.append(item)
+        return web.json_response(body, headers={"x-ms-continuation-token": token} if token else {})
 
     async def restart(self, request: web.Request, iid: str) -> web.StreamResponse:
         row = await self.client.get(iid)

@@ -1,6 +1,8 @@
 """The Instances table: one row per instance id with its status, input, output and timestamps (§3)."""
 from __future__ import annotations
 
+import re
+
 import asyncio
 import base64
 import binascii
@@ -116,6 +118,9 @@ def _status_name(status: OrchestrationStatus | int | str) -> str:
 def _next_string(s: str) -> str:
     """The smallest string greater than every string starting with `s`."""
     return s[:-1] + chr(ord(s[-1]) + 1)
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 class InstancesTable:
@@ -247,7 +252,7 @@ class InstancesTable:
         await self._offload(instance_id, entity, as_url=True)
         if not must_exist:
             raw = self.account.raw_table_ops()
-            if raw is not None:
+            if raw is not None and _URL_SAFE.fullmatch(entity["PartitionKey"]):   # signed paths stay unescaped
                 await raw.upsert_merge(self.table_name, entity)
             else:
                 await self.client.upsert_entity(entity, mode=UpdateMode.MERGE)

@@ -122,3 +122,32 @@ def calls_missing(context: df.DurableOrchestrationContext):
 @app.activity_trigger(input_name="x")
 def returns_object(x):
     return object()
+
+
+@app.entity_trigger(context_name="context")
+def Counter(context: df.DurableEntityContext):
+    value = context.get_state(lambda: 0)
+    if context.operation_name == "add":
+        value += context.get_input()
+    elif context.operation_name == "get":
+        context.set_result(value)
+    context.set_state(value)
+
+
+@app.orchestration_trigger(context_name="context")
+def counting(context: df.DurableOrchestrationContext):
+    entity = df.EntityId("Counter", context.get_input())
+    context.signal_entity(entity, "add", 3)
+    return (yield context.call_entity(entity, "get"))
+
+
+@app.route(route="counter/{key}", methods=["POST", "GET"])
+@app.durable_client_input(client_name="client")
+async def counter_api(req: func.HttpRequest, client) -> func.HttpResponse:
+    entity = df.EntityId("Counter", req.route_params["key"])
+    if req.method == "POST":
+        await client.signal_entity(entity, "add", req.get_json())
+        return func.HttpResponse(status_code=202)
+    state = await client.read_entity_state(entity)
+    return func.HttpResponse(json.dumps({"exists": state.entity_exists, "state": state.entity_state}),
+                             mimetype="application/json")
