@@ -203,10 +203,54 @@ class Host:
         else:
             self.echo("No job functions found.")
         self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
+        self._start_timers()
         if self.opt.watch:
             self._start_watcher()
 
+    # -- timer triggers ----------------------------------------------------------------------------
+    def _start_timers(self) -> None:
+        from .functions.schedule import ScheduleError, parse_schedule
+        from .settings import _expand_app_settings
+        for task in getattr(self, "_timers", []):
+            task.cancel()
+        self._timers = []
+        for fn in self.app.functions.values():
+            if fn.trigger.type.lower() != "timertrigger":
+                continue
+            raw = fn.trigger.raw
+            try:
+                text = _expand_app_settings(str(raw.get("schedule", "")), os.environ, f"function '{fn.name}'")
+                schedule = parse_schedule(text)
+            except (ScheduleError, Exception) as e:  # noqa: BLE001 - report and skip this function
+                self.echo(f"Error: function '{fn.name}': {e}")
+                continue
+            startup = str(raw.get("runOnStartup", raw.get("run_on_startup", False))).lower() == "true"
+            self._timers.append(asyncio.get_running_loop().create_task(self._timer_loop(fn.name, schedule, startup)))
+
+    async def _timer_loop(self, name: str, schedule, run_on_startup: bool) -> None:
+        from .functions.schedule import utcnow
+        if run_on_startup:
+            await self._fire_timer(name)
+        while True:
+            now = utcnow()
+            due = schedule.next_after(now)
+            await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
+            await self._fire_timer(name)
+
+    async def _fire_timer(self, name: str) -> None:
+        if name not in self.app.functions:
+            return
+        t0 = time.monotonic()
+        try:
+            await self.invoker.run_function(name, None)
+        except Exception as e:  # noqa: BLE001 - user code; the schedule goes on
+            log.error("Executed 'Functions.%s' (Failed): %s\n%s", name, e, getattr(e, "traceback_text", ""))
+            return
+        log.info("Executed 'Functions.%s' (timer, %d ms)", name, (time.monotonic() - t0) * 1000)
+
     async def shutdown(self) -> None:
+        for task in getattr(self, "_timers", []):
+            task.cancel()
         if self.engine is not None:
             await self.engine.stop(grace=10)
         if self.runner is not None:
@@ -262,6 +306,7 @@ class Host:
             self.echo("Reload failed, still running the previous code.")
             return
         self._swap(app, invoker)
+        self._start_timers()
         self.reloads += 1
         self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
 

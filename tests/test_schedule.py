@@ -1,0 +1,48 @@
+"""Timer trigger schedules (NCRONTAB and TimeSpan), and timer functions firing under `durafunc start`."""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from durafunc.functions.schedule import ScheduleError, parse_schedule
+from hostutil import HERE, HostProcess
+
+T0 = datetime(2024, 1, 1, 10, 7, 30, tzinfo=timezone.utc)   # a Monday
+
+
+@pytest.mark.parametrize("expr,expected", [
+    ("0 */5 * * * *", datetime(2024, 1, 1, 10, 10, 0, tzinfo=timezone.utc)),
+    ("*/10 * * * * *", datetime(2024, 1, 1, 10, 7, 40, tzinfo=timezone.utc)),
+    ("0 30 9 * * 1-5", datetime(2024, 1, 2, 9, 30, 0, tzinfo=timezone.utc)),
+    ("0 0 0 1 Feb *", datetime(2024, 2, 1, 0, 0, 0, tzinfo=timezone.utc)),
+    ("0 0 12 * * Sun", datetime(2024, 1, 7, 12, 0, 0, tzinfo=timezone.utc)),
+    ("15 10 * * *", datetime(2024, 1, 1, 10, 15, 0, tzinfo=timezone.utc)),   # 5 fields: seconds 0
+    ("00:00:30", T0 + timedelta(seconds=30)),
+])
+def test_next_occurrence(expr, expected):
+    assert parse_schedule(expr).next_after(T0) == expected
+
+
+@pytest.mark.parametrize("expr,text", [("* * *", "is not an NCRONTAB expression"), ("61 * * * * *", "second: 61"),
+                                       ("0 0 0 * Foo *", "'foo' is not a number"), ("00:00:00", "must be positive")])
+def test_bad_schedules(expr, text):
+    with pytest.raises(ScheduleError, match=text):
+        parse_schedule(expr)
+
+
+def test_timer_function_fires_on_startup_and_on_schedule(connection_string, tmp_path):
+    log = tmp_path / "ticks.log"
+    host = HostProcess(HERE / "hostapps" / "timerapp", connection_string, "Tm" + uuid.uuid4().hex[:10],
+                       env={"TICK_LOG": str(log)}).wait_ready()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            time.sleep(0.1)
+        lines = log.read_text().splitlines()
+        assert len(lines) >= 3 and lines[0] == "tick past_due=False"
+        assert "Tick: timerTrigger" in host.log()
+    finally:
+        host.stop()
