@@ -64,7 +64,7 @@ def _configure_logging(verbose: bool) -> None:
 @click.option("--address", default=None, help="Local IP address to bind to. Default: 127.0.0.1")
 @click.option("--cors", default=None, help="A comma separated list of CORS origins with no spaces.")
 @click.option("--cors-credentials", is_flag=True, default=None, help="Allow cross-origin authenticated requests.")
-@click.option("--functions", multiple=True, help="A function to load (repeat, or space separated).")
+@click.option("--functions", multiple=True, help="Functions to load: --functions a b c (space separated list).")
 @click.option("--strict", is_flag=True, help="Stop if any function fails to load.")
 @click.option("--enable-auth", "--enableAuth", "enable_auth", is_flag=True,
               help="Require function keys (kept in .durafunc/keys.json).")
@@ -74,8 +74,9 @@ def _configure_logging(verbose: bool) -> None:
 @click.option("--script-root", "--prefix", "script_root", type=click.Path(file_okay=False), default=None,
               help="Path to the root of the function app (default: the current folder).")
 @click.option("--verbose", is_flag=True, help="Show engine and host logs.")
+@click.argument("more_functions", nargs=-1, metavar="")
 def start(port, address, cors, cors_credentials, functions, strict, enable_auth, no_reload, task_hub_name,
-          worker_id, script_root, verbose):
+          worker_id, script_root, verbose, more_functions):
     """Launch the Functions host for the app in this folder."""
     import asyncio
     import os
@@ -91,7 +92,10 @@ def start(port, address, cors, cors_credentials, functions, strict, enable_auth,
     except SettingsError as e:
         raise UserError(str(e)) from None
     _configure_logging(verbose)
-    names = [n for item in functions for n in item.split()] or None
+    if more_functions and not functions:
+        raise UserError(f"unexpected argument '{more_functions[0]}' (function names go after --functions)")
+    # `--functions a b c` as in Core Tools: names after the option arrive as extra arguments
+    names = [n for item in (*functions, *more_functions) for n in item.split()] or None
     opts = StartOptions(port=port, address=address, cors=cors, cors_credentials=cors_credentials,
                         functions=names, strict=strict, enable_auth=enable_auth, watch=not no_reload,
                         worker_id=worker_id, verbose=verbose, echo=click.echo)

@@ -74,3 +74,21 @@ def test_enable_auth_requires_keys(connection_string, tmp_path):
         assert h.request("POST", "/api/orchestrators/Chain").status == 202
     finally:
         h.stop()
+
+
+def test_functions_filter_disabled_and_cors(connection_string):
+    h = HostProcess(APP, connection_string, "V1F" + uuid.uuid4().hex[:12], "--functions", "Chain Hello HttpStart",
+                    "FanOut", "--cors", "http://app.test",
+                    env={"AzureWebJobs.FanOut.Disabled": "true"}).wait_ready()
+    try:
+        log = h.log()
+        assert "Chain: orchestrationTrigger" in log and "Hello: activityTrigger" in log
+        assert "Approval" not in log and "Echo" not in log
+        assert "Function FanOut is disabled." in log
+        r = h.request("OPTIONS", "/api/orchestrators/Chain",
+                      headers={"Origin": "http://app.test", "Access-Control-Request-Method": "POST"})
+        assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "http://app.test"
+        r = h.request("POST", "/api/orchestrators/Chain", headers={"Origin": "http://evil.test"})
+        assert r.status == 202 and "Access-Control-Allow-Origin" not in r.headers
+    finally:
+        h.stop()
