@@ -9,7 +9,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 
@@ -146,7 +145,6 @@ class Host:
             await self.shutdown()
 
     async def startup(self, t0: float | None = None) -> None:
-        from .functions.invoke import FunctionError  # noqa: F401 - fail early if the functions layer is broken
         from .http.app import HostApp, Keys
         from .http.durable_api import DurableApi
         t0 = t0 or time.monotonic()

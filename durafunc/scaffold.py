@@ -144,7 +144,7 @@ def new_function(app_root: Path, template: str, name: str, file: str | None = No
     blueprints = sorted(p for p in app_root.glob("*.py"))
     if name.lower() in _existing_v2_names(blueprints):
         raise ScaffoldError(f"a function named '{name}' already exists in this app")
-    snippet = _render(TEMPLATES / "v2" / f"{template}.py", name=name, target="bp" if file else "app",
+    snippet = _render(TEMPLATES / "v2" / f"{template}.py.tmpl", name=name, target="bp" if file else "app",
                       authlevel_upper=level.upper())
     changed = []
     if file and not target.exists():

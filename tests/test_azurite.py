@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from durafunc.azurite import (MISSING_MESSAGE, AzuriteConfig, AzuriteError, ManagedAzurite, azurite_connection_string,
-                              ensure_azurite, find_binary, port_answers)
+                              ensure_azurite, port_answers)
 from durafunc.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -84,7 +84,6 @@ def test_retry_exhausted_fails_with_activity_message():
 
 def test_task_any_timer_timeout_and_event():
     def orch(ctx):
-        deadline = ctx.current_utc_datetime.replace(microsecond=0)
         import datetime as dt
         timer = ctx.create_timer(ctx.current_utc_datetime + dt.timedelta(seconds=30))
         approval = ctx.wait_for_external_event("Approval")
@@ -246,7 +245,6 @@ def test_terminate_suspend_resume():
     hub = MemoryHub({"o": df.Orchestrator.create(orch)}, {})
     hub.start("o", "s1")
     hub.run()
-    import datetime as dt
     from durafunc.durable import events as ev
     hub.send("s1", ev.execution_suspended(hub.now(), "pause"))
     hub.run()
@@ -283,7 +281,6 @@ def test_rewind_reruns_failed_activity():
     hub.run()
     assert hub.status("w1") == "Failed"
     state["fail"] = False
-    from durafunc.durable import events as ev
     from durafunc.storage.schema import format_time
     rew = {"EventType": int(EventType.ExecutionRewound), "EventId": -1, "IsPlayed": False,
            "Timestamp": format_time(hub.now()), "Reason": "fixed", "ParentExecutionId": None, "InstanceId": None,

@@ -142,6 +142,7 @@ async def test_storage_layout(env, connection_string, hub_name):
     from azure.storage.blob.aio import BlobServiceClient
     from azure.storage.queue.aio import QueueServiceClient
     row = await run(env, "Chain", instance_id="layout1")
+    assert row.runtime_status == S.Completed
     h = hub_name.lower()
     async with TableServiceClient.from_connection_string(connection_string) as ts:
         tables = {t.name async for t in ts.list_tables()}

@@ -96,7 +96,6 @@ def test_eternal_continue_as_new(connection_string):
 
 
 def test_counter_entity(connection_string):
-    import time
     key = "k" + uuid.uuid4().hex[:6]
 
     def poke(host, payload):

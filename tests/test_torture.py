@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
 import random
 import signal
-import time
 import uuid
 
 import pytest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ..storage.schema import EventType, OrchestrationStatus, TERMINAL_STATUSES, format_time
 from . import events as ev

@@ -11,7 +11,7 @@ from pathlib import Path
 import azure.functions as func
 from aiohttp import web
 
-from .durable_api import DurableApi, error_response
+from .durable_api import DurableApi
 
 log = logging.getLogger("durafunc.http")
 
