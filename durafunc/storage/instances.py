@@ -230,6 +230,14 @@ class InstancesTable:
         """Insert the row, or with `row.etag` replace it If-Match; False on a conflict. Sets row.etag on success."""
         entity = entity_from_row(row, self.hub_name)
         await self._offload(row.instance_id, entity, as_url=False)
+        raw = self.account.raw_table_ops()
+        if raw is not None and _URL_SAFE.fullmatch(entity["PartitionKey"]):
+            etag = await (raw.replace(self.table_name, entity, row.etag) if row.etag
+                          else raw.insert(self.table_name, entity))
+            if etag is None:
+                return False
+            row.etag = etag
+            return True
         try:
             if row.etag:
                 meta = await self.client.update_entity(entity, mode=UpdateMode.REPLACE, etag=row.etag,

@@ -86,18 +86,43 @@ class RawQueueOps(_Signer):
 
 
 class RawTableOps(_Signer):
-    """Insert-or-merge of one entity on the Table service."""
+    """Single-entity writes on the Table service: insert, replace If-Match, insert-or-merge."""
 
-    async def upsert_merge(self, table: str, entity: dict) -> None:
-        path = f"{self.path}/{table}(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
+    async def _call(self, verb: str, path: str, entity: dict, extra: dict | None = None):
         date = formatdate(usegmt=True)
         signature = self._sig(date + "\n/" + self.account + path)
         headers = {"x-ms-version": API_VERSION, "x-ms-date": date, "DataServiceVersion": "3.0",
                    "MaxDataServiceVersion": "3.0;NetFx", "Content-Type": "application/json",
                    "Accept": "application/json;odata=minimalmetadata",
-                   "Authorization": f"SharedKeyLite {self.account}:{signature}"}
+                   "Authorization": f"SharedKeyLite {self.account}:{signature}", **(extra or {})}
         url = f"{urlparse(self.endpoint).scheme}://{urlparse(self.endpoint).netloc}{path}"
-        async with self._session().request("MERGE", url, data=entity_json(entity).encode(), headers=headers) as r:
+        async with self._session().request(verb, url, data=entity_json(entity).encode(), headers=headers) as r:
             raw = await r.read()
-            if r.status >= 300:
-                raise RawStatusError(r.status, raw.decode(errors="replace"))
+            return r.status, r.headers.get("ETag"), raw
+
+    def _entity_path(self, table: str, entity: dict) -> str:
+        return f"{self.path}/{table}(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
+
+    async def upsert_merge(self, table: str, entity: dict) -> None:
+        status, _, raw = await self._call("MERGE", self._entity_path(table, entity), entity)
+        if status >= 300:
+            raise RawStatusError(status, raw.decode(errors="replace"))
+
+    async def insert(self, table: str, entity: dict) -> str | None:
+        """The new ETag, or None when the entity exists (409)."""
+        status, etag, raw = await self._call("POST", f"{self.path}/{table}", entity,
+                                             {"Prefer": "return-no-content"})
+        if status == 409:
+            return None
+        if status >= 300:
+            raise RawStatusError(status, raw.decode(errors="replace"))
+        return etag
+
+    async def replace(self, table: str, entity: dict, etag: str) -> str | None:
+        """Replace If-Match `etag`: the new ETag, or None when it changed or vanished (412/404)."""
+        status, new, raw = await self._call("PUT", self._entity_path(table, entity), entity, {"If-Match": etag})
+        if status in (404, 412):
+            return None
+        if status >= 300:
+            raise RawStatusError(status, raw.decode(errors="replace"))
+        return new
