@@ -110,6 +110,7 @@ def start(port, address, cors, cors_credentials, functions, strict, enable_auth,
 # == azurite ==================================================================================
 
 def _azurite_root():
+    """The app root when there is one (walking up), else the current folder."""
     import os
     from pathlib import Path
 
@@ -120,87 +121,127 @@ def _azurite_root():
         return Path.cwd()
 
 
+def _azurite_config(root, **overrides):
+    """azurite.json of `root` with the command-line overrides that were given; one-line errors."""
+    from . import azurite as az
+    try:
+        cfg = az.AzuriteConfig.load(root)
+    except az.AzuriteError as e:
+        raise UserError(str(e)) from None
+    for attr, value in overrides.items():
+        if value is not None:
+            setattr(cfg, attr, value)
+    return cfg
+
+
+def _azurite_line(data) -> str:
+    ports = data["ports"]
+    where = f"data in {data['location']}" if data.get("location") else "in memory"
+    return f"blob {ports['blob']}, queue {ports['queue']}, table {ports['table']}; {where}"
+
+
+_PORT = click.IntRange(0, 65535)
+
+
 @main.group()
 def azurite() -> None:
-    """Run the Azure Storage emulator (Azurite) on its own: start, stop, status, clean, install."""
+    """Run the Azure Storage emulator (Azurite) on its own: start, stop, status, clean, install.
+
+    Works in the app folder (found by walking up to host.json / local.settings.json), else the current folder,
+    with the settings of its azurite.json.
+    """
 
 
 @azurite.command("start")
 @click.option("--in-memory", is_flag=True, default=None, help="Keep data in memory only.")
 @click.option("--location", default=None, help="Data folder (default: .durafunc/azurite of the app).")
-@click.option("--blob-port", type=int, default=None)
-@click.option("--queue-port", type=int, default=None)
-@click.option("--table-port", type=int, default=None)
+@click.option("--blob-port", type=_PORT, default=None, help="Default: azurite.json blobPort, else 10000 (0: any).")
+@click.option("--queue-port", type=_PORT, default=None, help="Default: azurite.json queuePort, else 10001.")
+@click.option("--table-port", type=_PORT, default=None, help="Default: azurite.json tablePort, else 10002.")
 def azurite_start(in_memory, location, blob_port, queue_port, table_port):
     """Start Azurite in the background with the settings of azurite.json."""
     from . import azurite as az
+    if in_memory and location is not None:
+        raise UserError("--in-memory and --location exclude each other (in memory there is no data folder)")
     root = _azurite_root()
+    cfg = _azurite_config(root, in_memory=in_memory, location=location, blob_port=blob_port,
+                          queue_port=queue_port, table_port=table_port)
+    if location is not None and in_memory is None:
+        cfg.in_memory = False
     try:
-        cfg = az.AzuriteConfig.load(root)
-        for attr, value in (("in_memory", in_memory), ("location", location), ("blob_port", blob_port),
-                            ("queue_port", queue_port), ("table_port", table_port)):
-            if value is not None:
-                setattr(cfg, attr, value)
         data = az.start_detached(root, cfg)
     except az.AzuriteError as e:
         raise UserError(str(e)) from None
-    ports = data["ports"]
     verb = "already running" if data.get("already") else "started"
-    click.echo(f"Azurite {verb} (pid {data['pid']}): blob {ports['blob']}, queue {ports['queue']}, "
-               f"table {ports['table']}; " + (f"data in {data['location']}" if data.get("location") else "in memory"))
+    click.echo(f"Azurite {verb} (pid {data['pid']}): {_azurite_line(data)}")
+    click.echo(f"Connection string: {data['connection']}")
+    click.echo("Stop it with 'durafunc azurite stop'.")
 
 
 @azurite.command("stop")
 def azurite_stop():
-    """Stop the Azurite started with `durafunc azurite start` (only that one)."""
+    """Stop the Azurite started with `durafunc azurite start` here (only that one)."""
     from . import azurite as az
-    if az.stop_detached(_azurite_root()):
-        click.echo("Azurite stopped.")
-    else:
+    try:
+        stopped = az.stop_detached(_azurite_root())
+    except (az.AzuriteError, OSError) as e:
+        raise UserError(str(e)) from None
+    if not stopped:
         click.echo("No Azurite started by durafunc is running here.")
+    for data in stopped:
+        click.echo(f"Azurite stopped (pid {data['pid']}).")
 
 
 @azurite.command("status")
 def azurite_status():
-    """Is a durafunc-started Azurite running here, and do the storage ports answer?"""
+    """Is an Azurite started by durafunc running here, and do its ports answer? Exit code 0: running."""
     from . import azurite as az
     root = _azurite_root()
-    data = az.read_pid(root)
-    cfg = az.AzuriteConfig.load(root)
-    if data:
-        ports = data["ports"]
-        click.echo(f"Azurite running (pid {data['pid']}): blob {ports['blob']}, queue {ports['queue']}, "
-                   f"table {ports['table']}; " + (f"data in {data['location']}" if data.get("location")
-                                                  else "in memory"))
+    running = az.running_azurites(root)
+    for data in running:
+        by = "'durafunc azurite start'" if data.get("owner") is None else \
+            f"'durafunc start' (pid {data['owner']}" + (", gone)" if data.get("orphan") else ")")
+        click.echo(f"Azurite running (pid {data['pid']}, started by {by}): {_azurite_line(data)}")
+    if running:
+        ports = running[0]["ports"]
     else:
-        ports = {"blob": cfg.blob_port, "queue": cfg.queue_port, "table": cfg.table_port}
+        cfg = _azurite_config(root)
+        ports = cfg.ports
+        configured = {"ports": ports, "location": None if cfg.in_memory else cfg.data_dir(root)}
         click.echo("No Azurite started by durafunc is running here.")
-    answering = {k: az.port_answers("127.0.0.1", p) for k, p in ports.items()}
-    click.echo("Ports: " + ", ".join(f"{k} {p} {'answers' if answering[k] else 'closed'}" for k, p in ports.items()))
-    sys.exit(0 if data else 1)
+        click.echo(f"azurite.json: {_azurite_line(configured)}")
+    click.echo("Ports: " + ", ".join(
+        f"{k} {p} {'answers' if az.port_answers('127.0.0.1', p) else 'closed'}" if p else f"{k} any free port"
+        for k, p in ports.items()))
+    sys.exit(0 if running else 1)
 
 
 @azurite.command("clean")
-def azurite_clean():
-    """Delete Azurite's data folder (refuses while it runs)."""
+@click.option("--location", default=None, help="Data folder (default: azurite.json location, .durafunc/azurite).")
+def azurite_clean(location):
+    """Delete Azurite's data (its files in the data folder; refuses while it runs)."""
     from . import azurite as az
     root = _azurite_root()
+    cfg = _azurite_config(root, location=location)
     try:
-        path = az.clean(root, az.AzuriteConfig.load(root))
-    except az.AzuriteError as e:
+        folder, removed = az.clean(root, cfg)
+    except (az.AzuriteError, OSError) as e:
         raise UserError(str(e)) from None
-    click.echo(f"Removed {path}")
+    if removed:
+        click.echo(f"Removed Azurite data in {folder} ({len(removed)} items).")
+    else:
+        click.echo(f"No Azurite data in {folder}.")
 
 
 @azurite.command("install")
 def azurite_install():
-    """Install Azurite from npm into ./node_modules of the app."""
+    """Install Azurite from npm into ./node_modules of the app (or of the current folder)."""
     from . import azurite as az
     try:
-        az.install(_azurite_root())
+        binary = az.install(_azurite_root())
     except az.AzuriteError as e:
         raise UserError(str(e)) from None
-    click.echo(f"Installed azurite@{az.AZURITE_VERSION}.")
+    click.echo(f"Installed azurite@{az.AZURITE_VERSION}: {binary}")
 
 # == scaffolding: init, new, templates ========================================================
 

@@ -1,10 +1,12 @@
 """host.json + local.settings.json + environment -> one Settings object.
 
-Precedence follows Core Tools: an environment variable that is already set wins over a
-`local.settings.json` `Values` entry; host.json supplies the durableTask and http options.
+Precedence follows Core Tools: an environment variable that is already set (and not empty) wins over a
+`local.settings.json` `Values` entry; host.json supplies the durableTask and http options; CLI flags win over both.
+Errors are `SettingsError`s whose text is one line naming the file and the key.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -23,43 +25,112 @@ DEFAULT_HUB_NAME = "TestHubName"
 DEFAULT_CONNECTION_SETTING = "AzureWebJobsStorage"
 DEFAULT_PORT = 7071
 HUB_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,44}$")
-
-# extensions.durableTask keys known to Durable Functions 2.x/3.x (case-insensitive), with defaults
-# where durafunc uses them. See shared/docs/core-tools-cli-surface.md section 3.2.
-DURABLE_TASK_KEYS = {
-    "hubname", "defaultversion", "versionmatchstrategy", "versionfailurestrategy", "storageprovider",
-    "maxconcurrentactivityfunctions", "maxconcurrentorchestratorfunctions", "maxconcurrententityfunctions",
-    "maxentityoperationbatchsize", "extendedsessionsenabled", "extendedsessionidletimeoutinseconds",
-    "maxorchestrationactions", "tracing", "notifications", "localrpcendpointenabled",
-    "storeinputsinorchestrationhistory", "usegracefulshutdown", "useappLease".lower(),
-    "uselegacypartitionmanagement", "usetablepartitionmanagement", "overridablereplayeventsallowed",
-    "entitymessagereorderwindowinminutes", "rollbackentityoperationsonexceptions", "defaultasyncrequestsleeptimemilliseconds",
-    "typenamehandling", "webhookuriproviderOverride".lower(), "httpsettings", "customlifecyclenotificationhelpertype",
-}
-STORAGE_PROVIDER_KEYS = {
-    "type", "connectionname", "connectionstringname", "azurestorageconnectionstringname", "partitioncount",
-    "controlqueuebatchsize", "controlqueuebufferthreshold", "controlqueuevisibilitytimeout",
-    "workitemqueuevisibilitytimeout", "maxqueuepollinginterval", "fetchlargemessagesautomatically",
-    "trackingstoreconnectionname", "trackingstoreconnectionstringname", "trackingstorenameprefix",
-    "uselegacypartitionmanagement", "usetablepartitionmanagement", "queueclientmessageencoding",
-    "allowreplayingterminalinstances", "maxnumberofmessagesperbatch",
-    "poisonmessagemaxdequeuecount",
-}
-# storageProvider keys users often put one level too high (at durableTask level).
-_MISPLACEABLE = STORAGE_PROVIDER_KEYS - {"type"}
+_CPUS = os.cpu_count() or 1
 
 
 class SettingsError(Exception):
     """A configuration problem; str() is one line naming the file and the key."""
 
 
+# -- the extensions.durableTask schema (Durable Functions 2.x/3.x, shared/docs/core-tools-cli-surface.md 3.2) ----
+
+@dataclass(frozen=True)
+class Option:
+    """One known host.json key: its Durable Functions default and how its value is checked."""
+    default: Any
+    kind: str = "str"                 # bool | int | str | timespan | enum | object
+    lo: int = 1
+    hi: int = 2**31 - 1
+    choices: tuple[str, ...] = ()
+
+
+DURABLE_TASK_OPTIONS: dict[str, Option] = {
+    "hubName": Option(DEFAULT_HUB_NAME),
+    "storageProvider": Option({}, "object"),
+    "defaultVersion": Option(None),
+    "versionMatchStrategy": Option("CurrentOrOlder", "enum", choices=("None", "Strict", "CurrentOrOlder")),
+    "versionFailureStrategy": Option("Reject", "enum", choices=("Reject", "Fail")),
+    "maxConcurrentActivityFunctions": Option(10 * _CPUS, "int"),
+    "maxConcurrentOrchestratorFunctions": Option(10 * _CPUS, "int"),
+    "maxConcurrentEntityFunctions": Option(10 * _CPUS, "int"),
+    "maxEntityOperationBatchSize": Option(5000, "int"),
+    "extendedSessionsEnabled": Option(False, "bool"),
+    "extendedSessionIdleTimeoutInSeconds": Option(30, "int"),
+    "maxOrchestrationActions": Option(100000, "int"),
+    "overridableExistingInstanceStates": Option("NonRunningStates", "enum",
+                                                choices=("NonRunningStates", "AnyState")),
+    "entityMessageReorderWindowInMinutes": Option(30, "int"),
+    "rollbackEntityOperationsOnExceptions": Option(True, "bool"),
+    "useAppLease": Option(True, "bool"),
+    "appLeaseOptions": Option({}, "object"),
+    "useGracefulShutdown": Option(False, "bool"),
+    "storeInputsInOrchestrationHistory": Option(False, "bool"),
+    "localRpcEndpointEnabled": Option(None, "bool"),
+    "notificationUrl": Option(None),
+    "tracing": Option({"traceInputsAndOutputs": False, "traceReplayEvents": False}, "object"),
+    "notifications": Option({}, "object"),
+    "httpSettings": Option({"defaultAsyncRequestSleepTimeMilliseconds": 30000, "useForwardedHost": False}, "object"),
+    "customLifeCycleNotificationHelperType": Option(None),
+    "webhookUriProviderOverride": Option({}, "object"),
+}
+
+STORAGE_PROVIDER_OPTIONS: dict[str, Option] = {
+    "type": Option("AzureStorage"),
+    "connectionName": Option(None),
+    "connectionStringName": Option(None),
+    "partitionCount": Option(4, "int", 1, 16),
+    "controlQueueBatchSize": Option(32, "int", 1, 32),
+    "controlQueueBufferThreshold": Option(256, "int", 1, 1000),
+    "controlQueueVisibilityTimeout": Option("00:05:00", "timespan"),
+    "workItemQueueVisibilityTimeout": Option("00:05:00", "timespan"),
+    "maxQueuePollingInterval": Option("00:00:30", "timespan"),
+    "fetchLargeMessagesAutomatically": Option(True, "bool"),
+    "trackingStoreConnectionName": Option(None),
+    "trackingStoreConnectionStringName": Option(None),
+    "trackingStoreNamePrefix": Option("DurableTask"),
+    "useLegacyPartitionManagement": Option(False, "bool"),
+    "useTablePartitionManagement": Option(True, "bool"),
+    "partitionTableOperationTimeout": Option("00:00:02", "timespan"),
+    "queueClientMessageEncoding": Option("UTF8", "enum", choices=("UTF8", "Base64")),
+    "allowReplayingTerminalInstances": Option(False, "bool"),
+    "useInstanceTableEtag": Option(False, "bool"),
+    # durafunc's own: dequeues of a failing message before it moves to <queue>-poison
+    "poisonMessageMaxDequeueCount": Option(5, "int", 1, 1000),
+}
+
+# Keys people put at the extensions.durableTask level that belong elsewhere (2.x storage keys, 1.x flat keys).
+_MOVED_1X = {
+    "azureStorageConnectionStringName": "storageProvider.connectionName",
+    "traceInputsAndOutputs": "tracing.traceInputsAndOutputs",
+    "logReplayEvents": "tracing.traceReplayEvents",
+    "eventGridTopicEndpoint": "notifications.eventGrid.topicEndpoint",
+    "eventGridKeySettingName": "notifications.eventGrid.keySettingName",
+    "eventGridPublishRetryCount": "notifications.eventGrid.publishRetryCount",
+    "eventGridPublishRetryInterval": "notifications.eventGrid.publishRetryInterval",
+    "eventGridPublishEventTypes": "notifications.eventGrid.publishEventTypes",
+    "defaultAsyncRequestSleepTimeMilliseconds": "httpSettings.defaultAsyncRequestSleepTimeMilliseconds",
+    "useForwardedHost": "httpSettings.useForwardedHost",
+}
+MISPLACED_KEYS: dict[str, str] = {
+    **{k.lower(): f"storageProvider.{k}" for k in STORAGE_PROVIDER_OPTIONS if k != "type"},
+    **{k.lower(): v for k, v in _MOVED_1X.items()},
+}
+# kept for callers that only need the names (lower case)
+DURABLE_TASK_KEYS = {k.lower() for k in DURABLE_TASK_OPTIONS}
+STORAGE_PROVIDER_KEYS = {k.lower() for k in STORAGE_PROVIDER_OPTIONS}
+
+EXTENDED_SESSIONS_WARNING = (
+    "Durable Functions does not work with extendedSessions = true for non-.NET languages. "
+    "This value is being set to false instead.")
+
+
 @dataclass
 class Settings:
     app_root: Path
     host_json: dict = field(default_factory=dict)
-    values: dict = field(default_factory=dict)          # local.settings.json Values
+    values: dict = field(default_factory=dict)          # local.settings.json Values (as strings)
     local_host: dict = field(default_factory=dict)      # local.settings.json Host
-    env: dict = field(default_factory=dict)             # merged view: Values overlaid by os.environ
+    env: dict = field(default_factory=dict)             # merged view: Values overlaid by non-empty os.environ
     hub_name: str = DEFAULT_HUB_NAME
     connection_setting: str = DEFAULT_CONNECTION_SETTING
     connection_string: str | None = None
@@ -70,14 +141,19 @@ class Settings:
     cors: list[str] = field(default_factory=list)
     cors_credentials: bool = False
     functions: list[str] | None = None
-    max_concurrent_activities: int = 10 * (os.cpu_count() or 1)
-    max_concurrent_orchestrators: int = 10 * (os.cpu_count() or 1)
+    max_concurrent_activities: int = 10 * _CPUS
+    max_concurrent_orchestrators: int = 10 * _CPUS
     control_queue_batch_size: int = 32
-    control_queue_visibility: float = 300.0
-    work_item_visibility: float = 300.0
+    # None: not set in host.json, the engine's local defaults apply (shorter than Azure's 5 minutes)
+    control_queue_visibility: float | None = None
+    work_item_visibility: float | None = None
     max_queue_polling_interval: float = 1.0   # local default; Azure's is 30 s
     poison_max_dequeue_count: int = 5
     store_inputs_in_history: bool = False
+    # every known extensions.durableTask key (storageProvider nested): host.json's value, else Durable
+    # Functions' default -- what Azure would run with. The typed fields above are what durafunc uses.
+    durable_task_options: dict = field(default_factory=dict)
+    skipped_values: list[str] = field(default_factory=list)   # Values names an environment variable overrode
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -98,6 +174,13 @@ def _ci_get(d: Mapping | None, key: str, default: Any = None) -> Any:
     return default
 
 
+def _or_empty(value: Any) -> Any:
+    """A missing (null) section reads as {}; anything else is kept, to be type-checked."""
+    return {} if value is None else value
+
+
+# -- files ------------------------------------------------------------------------------------------------
+
 def find_app_root(start: Path | str | None = None) -> Path:
     """Walk up from `start` to the first folder holding host.json or local.settings.json."""
     here = Path(start or os.getcwd()).resolve()
@@ -111,10 +194,13 @@ def find_app_root(start: Path | str | None = None) -> Path:
 
 
 def read_json_file(path: Path) -> dict:
+    """A JSON object from a file (BOM allowed, empty file = {}); one-line SettingsError otherwise."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise SettingsError(f"{path}: cannot read file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: invalid JSON: the file is not UTF-8 text") from None
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as e:
@@ -123,6 +209,8 @@ def read_json_file(path: Path) -> dict:
         raise SettingsError(f"{path}: expected a JSON object at the top level")
     return data
 
+
+# -- connection strings -----------------------------------------------------------------------------------
 
 def expand_connection_string(value: str | None) -> str | None:
     """`UseDevelopmentStorage=true` -> the well-known Azurite connection string."""
@@ -147,7 +235,10 @@ def parse_connection_string(value: str) -> dict[str, str]:
     return out
 
 
+# -- value checks -----------------------------------------------------------------------------------------
+
 def _expand_app_settings(value: str, env: Mapping[str, str], where: str) -> str:
+    """`%Name%` -> the app setting's value (as the Functions name resolver does)."""
     def repl(m: re.Match) -> str:
         name = m.group(1)
         if name not in env:
@@ -158,14 +249,13 @@ def _expand_app_settings(value: str, env: Mapping[str, str], where: str) -> str:
 
 
 def _parse_timespan(value: Any, where: str) -> float:
-    """host.json TimeSpan 'hh:mm:ss[.fff]' or 'd.hh:mm:ss' -> seconds."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", str(value).strip())
+    """A .NET TimeSpan string ('hh:mm', 'hh:mm:ss[.fff]', 'd.hh:mm:ss[.fff]') -> seconds."""
+    m = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?", str(value).strip()) \
+        if isinstance(value, str) else None
     if not m:
         raise SettingsError(f"{where}: '{value}' is not a time span (expected hh:mm:ss)")
     days, h, mi, s = m.groups()
-    return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s)
+    return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s or 0)
 
 
 def _int_in_range(value: Any, lo: int, hi: int, where: str) -> int:
@@ -178,6 +268,158 @@ def _int_in_range(value: Any, lo: int, hi: int, where: str) -> int:
     if not lo <= n <= hi:
         raise SettingsError(f"{where}: must be from {lo} to {hi}, got {n}")
     return n
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise SettingsError(f"{where}: expected true or false, got {value!r}")
+
+
+def _check_option(opt: Option, value: Any, where: str) -> Any:
+    """host.json value -> checked value (time spans stay strings here; see _parse_timespan)."""
+    if opt.kind == "bool":
+        return _bool(value, where)
+    if opt.kind == "int":
+        return _int_in_range(value, opt.lo, opt.hi, where)
+    if opt.kind == "timespan":
+        if _parse_timespan(value, where) <= 0:
+            raise SettingsError(f"{where}: must be greater than zero, got '{value}'")
+        return value
+    if opt.kind == "enum":
+        match = next((c for c in opt.choices if isinstance(value, str) and c.lower() == value.lower()), None)
+        if match is None:
+            raise SettingsError(f"{where}: '{value}' is not one of {', '.join(opt.choices)}")
+        return match
+    if opt.kind == "object":
+        if not isinstance(value, dict):
+            raise SettingsError(f"{where}: must be an object")
+        return value
+    if value is not None and not isinstance(value, str):
+        raise SettingsError(f"{where}: must be a string, got {value!r}")
+    return value
+
+
+def _read_section(section: dict, schema: dict[str, Option], path: str, where: str,
+                  warnings: list[str], misplaced: Mapping[str, str] = {}) -> dict:
+    """Check one host.json object against its schema: {canonical key: value} for the known keys present;
+    misplaced and unknown keys become warnings naming the key."""
+    by_lower = {k.lower(): k for k in schema}
+    out = {}
+    for key, value in section.items():
+        canonical = by_lower.get(key.lower())
+        if canonical is not None:
+            out[canonical] = _check_option(schema[canonical], value, f"{path}: {where}.{key}")
+        elif key.lower() in misplaced:
+            warnings.append(f"{path}: {where}.{key} belongs at extensions.durableTask.{misplaced[key.lower()]} "
+                            "(ignored here)")
+        else:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.8)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            warnings.append(f"{path}: unknown key {where}.{key} (ignored{hint})")
+    return out
+
+
+def sanitize_hub_name(name: str) -> str:
+    """What Durable Functions makes of a default hub name (WEBSITE_SITE_NAME) that is not a valid one."""
+    chars = [c for c in name if c.isascii() and c.isalnum()]
+    if not chars:
+        return "DefaultTaskHub"
+    if chars[0].isdigit():
+        chars.insert(0, "t")
+    out = "".join(chars[:45])
+    return out + "Hub" if len(out) < 3 else out
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+
+def _read_local_settings(path: Path, s: Settings) -> None:
+    local = read_json_file(path)
+    if _ci_get(local, "IsEncrypted") is True:
+        raise SettingsError(f"{path}: IsEncrypted is true; durafunc reads plain values only "
+                            "(decrypt them with 'func settings decrypt' and set IsEncrypted to false)")
+    values = _or_empty(local.get("Values"))
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: 'Values' must be an object")
+    for k, v in values.items():
+        if not k or v is None:
+            continue
+        if isinstance(v, (dict, list)):
+            raise SettingsError(f"{path}: Values.{k} must be a string, not an "
+                                f"{'object' if isinstance(v, dict) else 'array'}")
+        s.values[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    s.local_host = _or_empty(local.get("Host"))
+    if not isinstance(s.local_host, dict):
+        raise SettingsError(f"{path}: 'Host' must be an object")
+
+
+def _merge_env(values: Mapping[str, str], environ: Mapping[str, str]) -> tuple[dict, list[str]]:
+    """Values overlaid by the environment; an empty environment variable does not count (Core Tools)."""
+    merged = dict(values)
+    skipped = []
+    for k, v in environ.items():
+        if v == "" and k in values:
+            continue
+        if k in values:
+            skipped.append(k)
+        merged[k] = v
+    return merged, skipped
+
+
+def _resolve_hub_name(s: Settings, dt: dict, hp: str, cli_value: str | None) -> str:
+    """CLI flag > host.json hubName (%AppSetting% expanded) > WEBSITE_SITE_NAME (sanitized) > TestHubName."""
+    if cli_value is not None:
+        raw, where = cli_value, "--task-hub-name"
+    elif _ci_get(dt, "hubName") is not None:
+        raw, where = _ci_get(dt, "hubName"), f"{hp}: extensions.durableTask.hubName"
+    else:
+        site = s.env.get("WEBSITE_SITE_NAME")
+        return sanitize_hub_name(site) if site else DEFAULT_HUB_NAME
+    if not isinstance(raw, str):
+        raise SettingsError(f"{where}: must be a string, got {raw!r}")
+    hub = _expand_app_settings(raw, s.env, where)
+    if not HUB_NAME_RE.match(hub):
+        raise SettingsError(f"{where}: task hub name '{hub}' should contain only alphanumeric characters, "
+                            "start with a letter, and have length between 3 and 45.")
+    return hub
+
+
+def _apply_durable_task(s: Settings, dt_raw: dict, hp: str) -> dict:
+    """Check extensions.durableTask, fill the typed fields durafunc uses; return the effective options."""
+    dt = _read_section(dt_raw, DURABLE_TASK_OPTIONS, hp, "extensions.durableTask", s.warnings, MISPLACED_KEYS)
+    sp = _read_section(dt.get("storageProvider", {}), STORAGE_PROVIDER_OPTIONS, hp,
+                       "extensions.durableTask.storageProvider", s.warnings)
+    ptype = sp.get("type", "AzureStorage")
+    if str(ptype).lower() not in ("azurestorage", "azure_storage"):
+        raise SettingsError(f"{hp}: extensions.durableTask.storageProvider.type '{ptype}' is not supported "
+                            "(durafunc emulates the AzureStorage provider)")
+
+    s.partition_count = sp.get("partitionCount", s.partition_count)
+    s.control_queue_batch_size = sp.get("controlQueueBatchSize", s.control_queue_batch_size)
+    s.poison_max_dequeue_count = sp.get("poisonMessageMaxDequeueCount", s.poison_max_dequeue_count)
+    for key, attr in (("controlQueueVisibilityTimeout", "control_queue_visibility"),
+                      ("workItemQueueVisibilityTimeout", "work_item_visibility"),
+                      ("maxQueuePollingInterval", "max_queue_polling_interval")):
+        if key in sp:
+            setattr(s, attr, _parse_timespan(sp[key], key))
+    s.max_concurrent_activities = dt.get("maxConcurrentActivityFunctions", s.max_concurrent_activities)
+    s.max_concurrent_orchestrators = dt.get("maxConcurrentOrchestratorFunctions", s.max_concurrent_orchestrators)
+    s.store_inputs_in_history = dt.get("storeInputsInOrchestrationHistory", False)
+
+    threshold = sp.get("controlQueueBufferThreshold", 256)
+    if s.control_queue_batch_size > threshold:
+        s.warnings.append(f"{hp}: ControlQueueBatchSize cannot be larger than ControlQueueBufferThreshold. "
+                          "Please adjust these values in your `host.json` settings for predictable performance")
+    if dt.get("extendedSessionsEnabled") and s.env.get("FUNCTIONS_WORKER_RUNTIME", "python").lower() != "dotnet":
+        s.warnings.append(f"{hp}: {EXTENDED_SESSIONS_WARNING}")
+        dt["extendedSessionsEnabled"] = False
+
+    effective = {k: o.default for k, o in DURABLE_TASK_OPTIONS.items()}
+    effective.update(dt)
+    effective["storageProvider"] = {**{k: o.default for k, o in STORAGE_PROVIDER_OPTIONS.items()}, **sp}
+    return effective
 
 
 def load_settings(
@@ -197,118 +439,49 @@ def load_settings(
         s.host_json = read_json_file(host_path)
     local_path = root / "local.settings.json"
     if local_path.is_file():
-        local = read_json_file(local_path)
-        values = local.get("Values") or {}
-        if not isinstance(values, dict):
-            raise SettingsError(f"{local_path}: 'Values' must be an object")
-        s.values = {str(k): ("" if v is None else str(v) if not isinstance(v, bool) else str(v).lower())
-                    for k, v in values.items() if k}
-        s.local_host = local.get("Host") or {}
-        if not isinstance(s.local_host, dict):
-            raise SettingsError(f"{local_path}: 'Host' must be an object")
-
-    s.env = {**s.values, **environ}
+        _read_local_settings(local_path, s)
+    s.env, s.skipped_values = _merge_env(s.values, environ)
+    for k in s.skipped_values:
+        if s.values[k] != environ[k]:
+            s.warnings.append(f"Skipping '{k}' from local settings as it's already defined in current "
+                              "environment variables.")
     hp = str(host_path)
 
     version = s.host_json.get("version")
     if s.host_json and version != "2.0":
         s.warnings.append(f"{hp}: 'version' should be \"2.0\" (found {version!r}); reading it as 2.0 anyway")
 
-    extensions = _ci_get(s.host_json, "extensions") or {}
+    extensions = _or_empty(_ci_get(s.host_json, "extensions"))
     if not isinstance(extensions, dict):
         raise SettingsError(f"{hp}: 'extensions' must be an object")
-    http = _ci_get(extensions, "http") or {}
+    http = _or_empty(_ci_get(extensions, "http"))
+    if not isinstance(http, dict):
+        raise SettingsError(f"{hp}: extensions.http must be an object")
     prefix = _ci_get(http, "routePrefix", "api")
     if not isinstance(prefix, str):
         raise SettingsError(f"{hp}: extensions.http.routePrefix must be a string")
     s.route_prefix = prefix.strip("/")
 
-    dt = _ci_get(extensions, "durableTask") or {}
+    dt = _or_empty(_ci_get(extensions, "durableTask"))
     if not isinstance(dt, dict):
         raise SettingsError(f"{hp}: extensions.durableTask must be an object")
     if _ci_get(s.host_json, "durableTask") is not None:
         s.warnings.append(f"{hp}: 'durableTask' at the root is the Functions 1.x schema; "
                           "move it under 'extensions' (ignored)")
-    sp = _ci_get(dt, "storageProvider") or {}
-    if not isinstance(sp, dict):
-        raise SettingsError(f"{hp}: extensions.durableTask.storageProvider must be an object")
-    for key in dt:
-        low = key.lower()
-        if low in DURABLE_TASK_KEYS:
-            continue
-        if low in _MISPLACEABLE:
-            s.warnings.append(f"{hp}: extensions.durableTask.{key} belongs under storageProvider (ignored here)")
-        else:
-            s.warnings.append(f"{hp}: unknown key extensions.durableTask.{key} (ignored)")
-    for key in sp:
-        if key.lower() not in STORAGE_PROVIDER_KEYS:
-            s.warnings.append(f"{hp}: unknown key extensions.durableTask.storageProvider.{key} (ignored)")
-    ptype = _ci_get(sp, "type", "AzureStorage")
-    if str(ptype).lower() not in ("azurestorage", "azure_storage"):
-        raise SettingsError(f"{hp}: extensions.durableTask.storageProvider.type '{ptype}' is not supported "
-                            "(durafunc emulates the AzureStorage provider)")
-
-    # task hub name: CLI flag > host.json (with %AppSetting% expansion) > WEBSITE_SITE_NAME > TestHubName
-    where_hub = f"{hp}: extensions.durableTask.hubName"
-    raw_hub = hub_name if hub_name is not None else _ci_get(dt, "hubName")
-    if raw_hub is None:
-        raw_hub = s.env.get("WEBSITE_SITE_NAME") or DEFAULT_HUB_NAME
-        where_hub = "WEBSITE_SITE_NAME" if s.env.get("WEBSITE_SITE_NAME") else where_hub
-    elif hub_name is not None:
-        where_hub = "--task-hub-name"
-    if not isinstance(raw_hub, str):
-        raise SettingsError(f"{where_hub}: must be a string")
-    hub = _expand_app_settings(raw_hub, s.env, where_hub)
-    if not HUB_NAME_RE.match(hub):
-        raise SettingsError(f"{where_hub}: task hub name '{hub}' should contain only alphanumeric characters, "
-                            "start with a letter, and have length between 3 and 45.")
-    s.hub_name = hub
-
-    if "partitionCount" in sp or _ci_get(sp, "partitionCount") is not None:
-        s.partition_count = _int_in_range(_ci_get(sp, "partitionCount"), 1, 16,
-                                          f"{hp}: extensions.durableTask.storageProvider.partitionCount")
-    if _ci_get(sp, "controlQueueBatchSize") is not None:
-        s.control_queue_batch_size = _int_in_range(_ci_get(sp, "controlQueueBatchSize"), 1, 32,
-                                                   f"{hp}: extensions.durableTask.storageProvider.controlQueueBatchSize")
-    for key, attr in (("controlQueueVisibilityTimeout", "control_queue_visibility"),
-                      ("workItemQueueVisibilityTimeout", "work_item_visibility"),
-                      ("maxQueuePollingInterval", "max_queue_polling_interval")):
-        if _ci_get(sp, key) is not None:
-            secs = _parse_timespan(_ci_get(sp, key), f"{hp}: extensions.durableTask.storageProvider.{key}")
-            if secs <= 0:
-                raise SettingsError(f"{hp}: extensions.durableTask.storageProvider.{key} must be greater than zero")
-            setattr(s, attr, secs)
-    if _ci_get(sp, "poisonMessageMaxDequeueCount") is not None:
-        s.poison_max_dequeue_count = _int_in_range(_ci_get(sp, "poisonMessageMaxDequeueCount"), 1, 1000,
-                                                   f"{hp}: extensions.durableTask.storageProvider.poisonMessageMaxDequeueCount")
-    for key, attr in (("maxConcurrentActivityFunctions", "max_concurrent_activities"),
-                      ("maxConcurrentOrchestratorFunctions", "max_concurrent_orchestrators")):
-        if _ci_get(dt, key) is not None:
-            setattr(s, attr, _int_in_range(_ci_get(dt, key), 1, 10000, f"{hp}: extensions.durableTask.{key}"))
-    s.store_inputs_in_history = bool(_ci_get(dt, "storeInputsInOrchestrationHistory", False))
+    s.durable_task_options = _apply_durable_task(s, dt, hp)
+    s.hub_name = _resolve_hub_name(s, dt, hp, hub_name)
+    s.durable_task_options["hubName"] = s.hub_name
 
     # connection: CLI flag > storageProvider.connectionName/connectionStringName > AzureWebJobsStorage
-    conn_setting = connection_setting or next(
-        (v for v in (_ci_get(sp, "connectionName"), _ci_get(sp, "connectionStringName"),
-                     _ci_get(sp, "azureStorageConnectionStringName"),
-                     _ci_get(dt, "azureStorageConnectionStringName")) if v),
-        DEFAULT_CONNECTION_SETTING,
-    )
-    s.connection_setting = conn_setting
-    raw_conn = s.env.get(conn_setting)
+    sp = s.durable_task_options["storageProvider"]
+    s.connection_setting = connection_setting or sp.get("connectionName") or sp.get("connectionStringName") \
+        or DEFAULT_CONNECTION_SETTING
+    raw_conn = s.env.get(s.connection_setting)
     if raw_conn is None:  # Core Tools matches Values keys case-insensitively
-        raw_conn = next((v for k, v in s.env.items() if k.lower() == conn_setting.lower()), None)
+        raw_conn = next((v for k, v in s.env.items() if k.lower() == s.connection_setting.lower()), None)
     s.connection_string = expand_connection_string(raw_conn) if raw_conn else None
 
-    port = s.local_host.get("LocalHttpPort")
-    if port is not None:
-        s.http_port = _int_in_range(port, 1, 65535, f"{local_path}: Host.LocalHttpPort")
-    if s.local_host.get("LocalHttpAddress"):
-        s.http_address = str(s.local_host["LocalHttpAddress"])
-    cors = s.local_host.get("CORS")
-    if cors:
-        s.cors = [c for c in str(cors).split(",") if c]
-    s.cors_credentials = str(s.local_host.get("CORSCredentials", "")).lower() == "true"
+    _apply_local_host(s, local_path)
 
     funcs = _ci_get(s.host_json, "functions")
     if funcs is not None:
@@ -318,15 +491,31 @@ def load_settings(
     return s
 
 
+def _apply_local_host(s: Settings, local_path: Path) -> None:
+    """local.settings.json Host: LocalHttpPort, LocalHttpAddress, CORS, CORSCredentials."""
+    port = s.local_host.get("LocalHttpPort")
+    if port is not None:
+        s.http_port = _int_in_range(port, 1, 65535, f"{local_path}: Host.LocalHttpPort")
+    if s.local_host.get("LocalHttpAddress"):
+        s.http_address = str(s.local_host["LocalHttpAddress"])
+    cors = s.local_host.get("CORS")
+    if cors:
+        if not isinstance(cors, str):
+            raise SettingsError(f"{local_path}: Host.CORS must be a comma-separated string of origins")
+        s.cors = [c.strip() for c in cors.split(",") if c.strip()]
+    if s.local_host.get("CORSCredentials") is not None:
+        s.cors_credentials = _bool(s.local_host["CORSCredentials"], f"{local_path}: Host.CORSCredentials")
+
+
 def export_values(settings: Settings, environ: dict | None = None) -> list[str]:
     """Export local.settings.json Values into the process environment for user code.
 
-    An already-set variable wins (as in Core Tools). Returns the names that were skipped.
+    An already-set, non-empty variable wins (as in Core Tools). Returns the names that were skipped.
     """
     environ = os.environ if environ is None else environ
     skipped = []
     for k, v in settings.values.items():
-        if k in environ:
+        if environ.get(k):
             if environ[k] != v:
                 skipped.append(k)
             continue
