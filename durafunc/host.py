@@ -150,7 +150,7 @@ class Host:
         t0 = t0 or time.monotonic()
         s = self.settings
         for w in s.warnings:
-            self.echo(f"Warning: {w}")
+            self.echo(w if w.startswith("Skipping ") else f"Warning: {w}")   # Core Tools prints Skipping lines as is
         export_values(s)
         sys.path.insert(0, str(s.app_root)) if str(s.app_root) not in sys.path else None
         self.load()
