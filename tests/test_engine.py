@@ -198,3 +198,33 @@ async def test_entities_signal_call_and_state(env):
         await asyncio.sleep(0.05)
     assert exists and json.loads(state) == 17
     assert await env.read_entity("Counter", "never-used") == (False, None)
+
+
+async def test_pending_row_without_a_message_is_started_on_takeover(connection_string, hub_name):
+    """A host that died right after writing a new instance's Pending row (its start only in memory): the host that
+    takes the partition over starts the instance from the row."""
+    from datetime import datetime, timezone
+    from durafunc.storage.instances import InstanceRow
+    hub = TaskHub(connection_string, hub_name, 4)
+    await hub.create_if_not_exists()
+    now = datetime.now(timezone.utc)
+    row = InstanceRow(instance_id="orphan-1", name="Chain", version="", input=None, output=None,
+                      custom_status="null", runtime_status=S.Pending, created_time=now, last_updated_time=now,
+                      completed_time=None, execution_id="e" * 32, generation=0, scheduled_start_time=None,
+                      tags=None, worker=None, etag=None)
+    assert await hub.instances.insert(row)
+    engine = Engine(hub, engine_apps.function_table(), EngineOptions(max_polling_interval=0.2))
+    await engine.start()
+    try:
+        client = DurableClient(hub, engine)
+        done = await client.wait_for("orphan-1", 20)
+        assert done.runtime_status == S.Completed and output(done)[0] == "Hello Tokyo!"
+        assert done.execution_id == "e" * 32
+        # and a start through this engine sends no queue message at all
+        iid = await client.start_new("Chain")
+        assert (await client.wait_for(iid, 20)).runtime_status == S.Completed
+        assert await hub.control_queue_for(iid).peek_count() == 0
+    finally:
+        await engine.stop(grace=2)
+        await hub.delete()
+        await hub.close()

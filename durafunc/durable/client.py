@@ -117,6 +117,13 @@ class DurableClient:
         if scheduled_start is not None and scheduled_start > now:
             await self.hub.control_queue_for(instance_id).send(
                 message, visibility_timeout=min((scheduled_start - now).total_seconds(), 6 * 86400))
+        elif generated and self.engine is not None and self.engine.running and self.engine.owns(instance_id):
+            # a new instance this host runs: the Pending row is the durable record (a host that takes the
+            # partition over starts it from the row), so no queue message is needed
+            if await self.hub.instances.insert(row) and self.engine.start_local(instance_id, message):
+                return instance_id
+            await self._send(instance_id, message, fresh=True)
+            return instance_id
         else:
             await self._send(instance_id, message, fresh=generated)
         for _ in range(3):   # insert, or replace the previous generation's row (ETag checked)

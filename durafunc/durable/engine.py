@@ -209,7 +209,7 @@ class Engine(ActivityRunner):
                     statuses=[OrchestrationStatus.Running, OrchestrationStatus.Pending], top=500, continuation=token)
                 for row in rows:
                     if self.hub.control_queue_for(row.instance_id).name == partition:
-                        await self._enqueue(row.instance_id, self._local_item(None, recover=True))
+                        await self._enqueue(row.instance_id, self._local_item(None, recover=True, raw=row))
                 if not token:
                     return
         except StorageUnavailableError:
@@ -376,12 +376,16 @@ class Engine(ActivityRunner):
             return
         # recovery is for instances nobody here runs: one already in memory is being run by this host
         recover = any(i.recover for i in items) and instance_id not in self.states
+        rows = [i.raw for i in items if i.recover and i.raw is not None]
         items = [i for i in items if not i.recover]
-        items.sort(key=lambda i: (i.message.get("Event") or {}).get("EventType") != ET.ExecutionStarted)
         state = await self._load(instance_id)
         if recover:
             await self._repair_row(state)
             await self._redispatch(state)
+            start = await self._start_from_row(state, rows[0]) if rows else None
+            if start is not None:
+                items.append(start)
+        items.sort(key=lambda i: (i.message.get("Event") or {}).get("EventType") != ET.ExecutionStarted)
         if not items:
             return
         t = triage(state, [i.message for i in items])
@@ -420,6 +424,31 @@ class Engine(ActivityRunner):
             log.info("instance %s: %s", instance_id, line)
         await self._commit(state, d, items, t, rewrite)
         self.stats["episodes"] += 1
+
+    async def _start_from_row(self, state: InstanceState, row) -> Item | None:
+        """A Pending instance with no history: its start lived only in memory on a host that is gone (starts
+        of new instances a host runs itself send no queue message); the row holds all it needs."""
+        if state.history or row.runtime_status != OrchestrationStatus.Pending or not row.execution_id:
+            return None
+        row = await self.hub.instances.get(state.instance_id)     # the query left large inputs unresolved
+        if row is None or row.runtime_status != OrchestrationStatus.Pending or not row.execution_id:
+            return None
+        if row.scheduled_start_time is not None and row.scheduled_start_time > utcnow():
+            return None
+        log.info("instance %s: starting it from its Pending row after a host change", state.instance_id)
+        started = ev.execution_started(row.created_time or utcnow(), instance_id=state.instance_id,
+                                       execution_id=row.execution_id, name=row.name, input=row.input,
+                                       generation=row.generation or 0)
+        return self._local_item(ev.task_message(started, state.instance_id, row.execution_id))
+
+    def start_local(self, instance_id: str, message: dict) -> bool:
+        """Run a brand-new instance's start here, in memory (its Pending row, written first, is the durable
+        record). False when this host does not own the instance's partition."""
+        if not self.owns(instance_id):
+            return False
+        self.states.setdefault(instance_id, InstanceState(instance_id))
+        self._spawn(self._admit(self._local_item(message)))
+        return True
 
     async def _repair_row(self, state: InstanceState) -> None:
         """A host that died between the history commit and the row write left the row behind: fix it."""
