@@ -142,10 +142,6 @@ def port_answers(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
-def endpoints_answer(endpoints: list[tuple[str, int]]) -> bool:
-    return all(port_answers(h, p) for h, p in endpoints)
-
-
 def find_binary(app_root: Path | None = None) -> str | None:
     """Azurite from ./node_modules/.bin (cwd, the app folder and its parents, durafunc's project), then PATH."""
     candidates = [Path.cwd()]

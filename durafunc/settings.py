@@ -156,10 +156,6 @@ class Settings:
     skipped_values: list[str] = field(default_factory=list)   # Values names an environment variable overrode
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def durable_task(self) -> dict:
-        return _ci_get(_ci_get(self.host_json, "extensions") or {}, "durableTask") or {}
-
 
 def _ci_get(d: Mapping | None, key: str, default: Any = None) -> Any:
     """Case-insensitive dict lookup (host.json keys are matched case-insensitively)."""

@@ -39,10 +39,6 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, HttpResponseError) and error.status_code in _UNAVAILABLE_STATUS
 
 
-def status_of(error: BaseException) -> int | None:
-    return getattr(error, "status_code", None)
-
-
 def guard(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Decorate an async storage call: connection failures and 5xx become StorageUnavailableError."""
     @functools.wraps(fn)
