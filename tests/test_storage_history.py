@@ -171,3 +171,24 @@ async def test_delete_instance_removes_every_row(hub):
     assert await hub.history.load_all_executions_raw("del'me") == []
     assert len((await hub.history.load("keep")).events) == 2
     assert await hub.history.delete_instance("del'me") == 0
+
+
+async def test_rows_known_to_be_new_are_inserted_and_a_wrong_guess_is_a_conflict(hub):
+    # a first execution of 5 rows, then a second one of 3 written over rows 0..2 (stale rows 3..4 remain)
+    old = [_e(EventType.GenericEvent, Data=f"old{i}") for i in range(5)]
+    etag = await hub.history.append("kr", "e1", old, 0, None, known_rows=0)
+    assert (await hub.history.load("kr")).row_count == 5
+    new = [_e(EventType.GenericEvent, Data=f"new{i}") for i in range(3)]
+    etag = await hub.history.append("kr", "e2", new, 0, etag, known_rows=5)    # upserts rows 0..2
+    more = [_e(EventType.GenericEvent, Data=f"more{i}") for i in range(4)]
+    etag = await hub.history.append("kr", "e2", more, 3, etag, known_rows=5)   # upserts 3..4, inserts 5..6
+    snap = await hub.history.load("kr")
+    assert [e["Data"] for e in snap.events] == ["new0", "new1", "new2", "more0", "more1", "more2", "more3"]
+    assert snap.etag == etag and snap.row_count == 7
+    # a caller that wrongly believes rows 0.. do not exist: the insert conflicts and nothing is written
+    with pytest.raises(SplitBrainError):
+        await hub.history.append("kr", "e3", [_e(EventType.GenericEvent, Data="x")], 0, etag, known_rows=0)
+    after = await hub.history.load("kr")
+    assert after.events == snap.events and after.etag == etag
+    # filtered by execution, the partition is not read whole: the row count is unknown
+    assert (await hub.history.load("kr", "e2")).row_count is None

@@ -309,7 +309,7 @@ class Engine(ActivityRunner):
         if state is None:
             snap = await self._storage_call(self.hub.history.load(instance_id), "load history")
             state = InstanceState(instance_id, snap.execution_id, list(snap.events), snap.etag,
-                                  status_from_history(snap.events))
+                                  status_from_history(snap.events), stored_rows=snap.row_count)
             self.states[instance_id] = state
         return state
 
@@ -446,7 +446,7 @@ class Engine(ActivityRunner):
         record). False when this host does not own the instance's partition."""
         if not self.owns(instance_id):
             return False
-        self.states.setdefault(instance_id, InstanceState(instance_id))
+        self.states.setdefault(instance_id, InstanceState(instance_id, stored_rows=0))
         self._spawn(self._admit(self._local_item(message)))
         return True
 
@@ -524,8 +524,12 @@ class Engine(ActivityRunner):
         iid = state.instance_id
         episode_no = sum(1 for e in state.history if e.get("EventType") == ET.OrchestratorStarted) + 1
         sender = {"InstanceId": iid, "ExecutionId": d.execution_id}
-        # 1. outbound messages
+        # 1. outbound messages. Activities start at once, as a DTFx worker may take a work item sent before the
+        #    history commit (a crash before the commit runs them again; activities are at-least-once).
         handoffs = await asyncio.gather(*(self._send(o, episode_no, sender) for o in d.outbound))
+        for o, h in zip(d.outbound, handoffs):
+            if h is not None and o.to_work_items:
+                h()
         # 2. history (the commit point)
         if d.reset_history:
             base, start_index = [], 0
@@ -535,13 +539,16 @@ class Engine(ActivityRunner):
             base, start_index = state.history, len(state.history)
         to_write = (base + d.new_events) if rewrite else d.new_events
         if to_write:
-            state.etag = await self.hub.history.append(iid, d.execution_id, to_write, start_index, state.etag)
+            state.etag = await self.hub.history.append(iid, d.execution_id, to_write, start_index, state.etag,
+                                                       known_rows=state.stored_rows)
+            if state.stored_rows is not None:
+                state.stored_rows = max(state.stored_rows, start_index + len(to_write))
         state.history = base + d.new_events
         state.execution_id = d.execution_id
         state.status = d.status
-        # the new work is durable now: hand over what this host does itself before the bookkeeping
-        for h in handoffs:
-            if h is not None:
+        # the new work is durable now: hand over the rest of what this host does itself before the bookkeeping
+        for o, h in zip(d.outbound, handoffs):
+            if h is not None and not o.to_work_items:
                 h()
         # 3. instance row, 4. consumed and dropped messages (both after the commit point, in parallel)
         row = dict(d.row)
@@ -631,7 +638,7 @@ class Engine(ActivityRunner):
         `fresh`: the instance id was just generated, so it has no history yet."""
         from .episode import Outbound
         if fresh and self.owns(instance_id) and instance_id not in self.states:
-            self.states[instance_id] = InstanceState(instance_id)
+            self.states[instance_id] = InstanceState(instance_id, stored_rows=0)
         h = await self._send(Outbound(False, instance_id, message), None, None)
         if h:
             h()

@@ -32,6 +32,7 @@ class InstanceState:
     status: Status | None = None          # None: never started
     custom_status: str | None = None
     action_entries: int = 0
+    stored_rows: int | None = None        # history rows in storage, every execution's (None: unknown)
 
     @property
     def started_event(self) -> dict | None:
