@@ -92,13 +92,6 @@ def _user_traceback(e: BaseException) -> str:
     return "Traceback (most recent call last):\n" + text + "".join(traceback.format_exception_only(type(root), root))
 
 
-def _params(entry) -> dict[str, inspect.Parameter]:
-    try:
-        return dict(inspect.signature(entry).parameters)
-    except (TypeError, ValueError):
-        return {}
-
-
 class Invoker:
     def __init__(self, app: LoadedApp, *, max_workers: int = 10):
         self.app = app
@@ -118,7 +111,7 @@ class Invoker:
     async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False) -> Any:
         """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline."""
         invocation_id = str(uuid.uuid4())
-        params = _params(fn.entry)
+        params = fn.parameters
         outs = {}
         for b in fn.bindings:
             if b.direction == "out" and b.name != "$return" and b.name in params and b.name not in kwargs:
@@ -145,7 +138,7 @@ class Invoker:
 
     def _inputs(self, fn: FunctionInfo, trigger_value: Any, client_json: str | None) -> dict:
         kwargs = {}
-        params = _params(fn.entry)
+        params = fn.parameters
         for b in fn.bindings:
             if b.direction != "in" or (b.name not in params and params):
                 continue

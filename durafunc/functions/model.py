@@ -1,7 +1,9 @@
 """What a loaded function app is made of: functions, their bindings, and what failed to load."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -49,6 +51,14 @@ class FunctionInfo:
     auth_level: str | None = None
     disabled: bool = False
     directory: Path | None = None
+
+    @cached_property
+    def parameters(self) -> dict[str, inspect.Parameter]:
+        """The entry's parameters by name (empty when it has no readable signature)."""
+        try:
+            return dict(inspect.signature(self.entry).parameters)
+        except (TypeError, ValueError):
+            return {}
 
 
 @dataclass
