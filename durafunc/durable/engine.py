@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..storage.errors import SplitBrainError, StorageUnavailableError
-from ..storage.schema import EventType, OrchestrationStatus, parse_time, utcnow
+from ..storage.schema import TERMINAL_STATUSES, EventType, OrchestrationStatus, parse_time, utcnow
 from ..storage.taskhub import TaskHub
 from . import events as ev
 from .episode import (InstanceState, begin, completed_row, decide, needs_orchestrator, rewind_history,
@@ -25,6 +25,7 @@ from .episode import (InstanceState, begin, completed_row, decide, needs_orchest
 from .activities import ActivityRunner
 from .delivery import Item
 from .protocol import context_json, parse_failure, parse_output
+from .rowwriter import RowWriter
 from .worker import DurableFunctions, UserCodeError
 
 log = logging.getLogger("durafunc.engine")
@@ -45,6 +46,7 @@ class EngineOptions:
     lease_duration: float = 15.0
     local_activities: bool = True         # run own activities from history, without work-item messages
     row_refresh: float = 1.0              # min seconds between instance-row writes that change only times
+    row_delay: float = 0.5                # how long a running instance's row changes may be held and merged
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
@@ -87,7 +89,8 @@ class Engine(ActivityRunner):
         self.outage_logged = False
         self.stats = {"episodes": 0, "activities": 0, "recovered": 0}
         self.inflight: set[tuple[str, int]] = set()       # (instance, task id) activities running here
-        self.row_written: dict[str, tuple[float, tuple]] = {}
+        self.rows = RowWriter(hub.instances.merge, delay=self.opt.row_delay, refresh=self.opt.row_refresh,
+                              still_mine=self.owns)
         self._local_ids = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -115,6 +118,7 @@ class Engine(ActivityRunner):
         for t in list(self.tasks) + list(self.owned.values()):
             t.cancel()
         await asyncio.gather(*self.tasks, *self.owned.values(), return_exceptions=True)
+        await self.rows.flush_all()
         if self.balancer is not None:
             await self.balancer.stop()
 
@@ -137,8 +141,10 @@ class Engine(ActivityRunner):
         if task:
             log.info("partition %s released by %s", partition, self.opt.worker_id)
             task.cancel()
-        for iid in [i for i in self.states if self.hub.control_queue_for(i).name == partition]:
+        gone = [i for i in self.states if self.hub.control_queue_for(i).name == partition]
+        for iid in gone:
             self.states.pop(iid, None)
+        self.rows.forget(gone)
 
     def owns(self, instance_id: str) -> bool:
         return self.running and self.hub.control_queue_for(instance_id).name in self.owned
@@ -553,23 +559,11 @@ class Engine(ActivityRunner):
         # 3. instance row, 4. consumed and dropped messages (both after the commit point, in parallel)
         row = dict(d.row)
         row["Worker"] = self.opt.worker_id
-        await asyncio.gather(self._write_row(iid, row),
+        final = d.status in TERMINAL_STATUSES
+        await asyncio.gather(self.rows.write(iid, row, final=final),
                              self._delete([items[i] for i in t.consumed] + [items[i] for i, _ in t.dropped]))
-        if d.status in (OrchestrationStatus.Completed, OrchestrationStatus.Failed,
-                        OrchestrationStatus.Terminated):
+        if final:
             log.info("instance %s (%s) %s", iid, state.name, d.status.name.lower())
-
-    async def _write_row(self, iid: str, row: dict) -> None:
-        """Merge the instance row; skip it when only its times would change and it was written just now."""
-        key = tuple(sorted((k, str(v)) for k, v in row.items() if k not in ("LastUpdatedTime",)))
-        now = time.monotonic()
-        last = self.row_written.get(iid)
-        if last is not None and last[1] == key and now - last[0] < self.opt.row_refresh:
-            return
-        await self.hub.instances.merge(iid, row)
-        self.row_written[iid] = (now, key)
-        if len(self.row_written) > 10000:
-            self.row_written.clear()
 
     async def _delete(self, items: list[Item]) -> None:
         async def one(i: Item):
