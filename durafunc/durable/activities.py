@@ -71,8 +71,8 @@ class ActivityRunner:
                     result = await self.functions.run_activity(name, input_text, instance_id=inst.get("InstanceId"))
                     done = ev.task_completed(utcnow(), e.get("EventId"), result)
                 except UserCodeError as err:
-                    log.error("activity %s of instance %s failed: %s: %s\n%s", name, inst.get("InstanceId"),
-                              err.type_name, err.message, err.traceback_text)
+                    log.error("activity %s of instance %s failed: %s: %s%s", name, inst.get("InstanceId"),
+                              err.type_name, err.message, f"\n{err.traceback_text}" if err.traceback_text else "")
                     details = json.dumps({"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
                                           "Message": f"Result: Failure\nException: {err.type_name}: {err.message}",
                                           "StackTrace": err.traceback_text})
