@@ -64,10 +64,6 @@ class HttpAnswer:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
-def _bad(type_name: str, message: str) -> UserCodeError:
-    return UserCodeError(type_name, message)
-
-
 # -- request ------------------------------------------------------------------------------------------------
 
 def parse_request(input_text: str | None) -> HttpCall:
@@ -75,17 +71,18 @@ def parse_request(input_text: str | None) -> HttpCall:
     try:
         req = json.loads(input_text) if input_text is not None else None
     except ValueError as e:
-        raise _bad("ArgumentException", f"the call_http request is not JSON: {e}") from None
+        raise UserCodeError("ArgumentException", f"the call_http request is not JSON: {e}") from None
     if not isinstance(req, dict):
-        raise _bad("ArgumentException", f"the call_http request must be a JSON object, got {type(req).__name__}")
+        raise UserCodeError("ArgumentException",
+                            f"the call_http request must be a JSON object, got {type(req).__name__}")
     method = req.get("method")
     if not isinstance(method, str) or not method.strip() or any(c.isspace() for c in method.strip()):
-        raise _bad("ArgumentException", f"call_http needs an HTTP method like 'GET', got {method!r}")
+        raise UserCodeError("ArgumentException", f"call_http needs an HTTP method like 'GET', got {method!r}")
     uri = req.get("uri")
     parts = urlsplit(uri) if isinstance(uri, str) else None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise _bad("InvalidOperationException", f"An invalid request URI was provided: {uri!r}. call_http needs "
-                                                "an absolute http:// or https:// URI.")
+        raise UserCodeError("InvalidOperationException", f"An invalid request URI was provided: {uri!r}. "
+                                                         "call_http needs an absolute http:// or https:// URI.")
     content = req.get("content")
     if content is not None and not isinstance(content, str):
         content = json.dumps(content)
@@ -100,14 +97,15 @@ def _headers(raw) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        raise _bad("ArgumentException", f"call_http headers must be an object of names to values, got {raw!r}")
+        raise UserCodeError("ArgumentException",
+                            f"call_http headers must be an object of names to values, got {raw!r}")
     out = []
     for name, value in raw.items():
         values = value if isinstance(value, list) else [value]
         for v in values:
             if not isinstance(v, str):
-                raise _bad("ArgumentException", f"call_http header '{name}' must be a string or a list of strings, "
-                                                f"got {v!r}")
+                raise UserCodeError("ArgumentException", f"call_http header '{name}' must be a string or a list "
+                                                         f"of strings, got {v!r}")
             out.append((str(name), v))
     return tuple(out)
 
@@ -121,11 +119,11 @@ def wire_request(call: HttpCall) -> tuple[list[tuple[str, str]], bytes | None]:
         low = name.lower()
         if low == "content-type":
             if "multipart" in value:
-                raise _bad("FunctionFailedException", "Multipart content is not supported with CallHttpAsync.")
+                raise UserCodeError("FunctionFailedException", "Multipart content is not supported with CallHttpAsync.")
             content_type = value
         elif low in CONTENT_HEADERS:
-            raise _bad("InvalidOperationException", f"Misused header name, '{name}'. call_http sets the content "
-                                                    "headers itself; only Content-Type may be given.")
+            raise UserCodeError("InvalidOperationException", f"Misused header name, '{name}'. call_http sets the "
+                                                             "content headers itself; only Content-Type may be given.")
         else:
             headers.append((name, value))
     if call.content is None:
@@ -257,16 +255,17 @@ class HttpCalls:
                 data = await resp.read()
                 answer = HttpAnswer(resp.status, tuple(resp.headers.items()), data, resp.charset)
         except asyncio.TimeoutError:
-            raise _bad("TaskCanceledException", f"The request was canceled due to the configured HttpClient.Timeout "
-                                                f"of {self.timeout:g} seconds elapsing, for {call.method} "
-                                                f"{call.url}.") from None
+            raise UserCodeError("TaskCanceledException", f"The request was canceled due to the configured "
+                                                         f"HttpClient.Timeout of {self.timeout:g} seconds elapsing, "
+                                                         f"for {call.method} {call.url}.") from None
         except aiohttp.ClientConnectorError as e:
-            raise _bad("HttpRequestException", f"{_os_reason(e.os_error)} ({e.host}:{e.port}) for "
-                                               f"{call.method} {call.url}") from None
+            raise UserCodeError("HttpRequestException", f"{_os_reason(e.os_error)} ({e.host}:{e.port}) for "
+                                                        f"{call.method} {call.url}") from None
         except aiohttp.InvalidURL as e:
-            raise _bad("InvalidOperationException", f"An invalid request URI was provided: {e}") from None
+            raise UserCodeError("InvalidOperationException", f"An invalid request URI was provided: {e}") from None
         except (aiohttp.ClientError, OSError) as e:
-            raise _bad("HttpRequestException", f"{type(e).__name__}: {e}, for {call.method} {call.url}") from None
+            raise UserCodeError("HttpRequestException",
+                                f"{type(e).__name__}: {e}, for {call.method} {call.url}") from None
         log.info("Executed 'BuiltIn::HttpActivity' (%s %s -> %d, %d ms)", call.method, call.url, answer.status,
                  (time.monotonic() - t0) * 1000)
         return answer
