@@ -15,7 +15,9 @@ from aiohttp import web
 from .azurite import ManagedAzurite, ensure_azurite
 from .durable.client import DurableClient
 from .durable.engine import Engine, EngineOptions
+from .durable.replay import HTTP_ACTIVITY
 from .durable.worker import UserCodeError
+from .http.call_http import HttpCalls
 from .settings import Settings, export_values
 from .storage.taskhub import TaskHub
 
@@ -64,6 +66,8 @@ class FunctionsAdapter:
         return await self.host.invoker.run_entity(self.host.app.entity(name).name, context_json)
 
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
+        if name == HTTP_ACTIVITY:
+            return await self.host.http_calls.run(input_text, instance_id=instance_id)
         info = self.host.app.activity(name)
         if info is None:
             raise UserCodeError("FunctionNotFound", f"The function '{name}' doesn't exist, is disabled, or is not "
@@ -84,6 +88,7 @@ class Host:
         self.azurite: ManagedAzurite | None = None
         self.hub: TaskHub | None = None
         self.engine: Engine | None = None
+        self.http_calls = HttpCalls(async_sleep_ms=settings.http_async_sleep_ms)   # context.call_http
         self.runner: web.AppRunner | None = None
         self.stop_event: asyncio.Event | None = None
         self.reloads = 0
@@ -251,6 +256,7 @@ class Host:
             task.cancel()
         if self.engine is not None:
             await self.engine.stop(grace=10)
+        await self.http_calls.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.hub is not None:

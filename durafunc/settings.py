@@ -150,6 +150,7 @@ class Settings:
     max_queue_polling_interval: float = 1.0   # local default; Azure's is 30 s
     poison_max_dequeue_count: int = 5
     store_inputs_in_history: bool = False
+    http_async_sleep_ms: int = 30000   # httpSettings.defaultAsyncRequestSleepTimeMilliseconds (call_http polling)
     # every known extensions.durableTask key (storageProvider nested): host.json's value, else Durable
     # Functions' default -- what Azure would run with. The typed fields above are what durafunc uses.
     durable_task_options: dict = field(default_factory=dict)
@@ -403,6 +404,10 @@ def _apply_durable_task(s: Settings, dt_raw: dict, hp: str) -> dict:
     s.max_concurrent_activities = dt.get("maxConcurrentActivityFunctions", s.max_concurrent_activities)
     s.max_concurrent_orchestrators = dt.get("maxConcurrentOrchestratorFunctions", s.max_concurrent_orchestrators)
     s.store_inputs_in_history = dt.get("storeInputsInOrchestrationHistory", False)
+    sleep = _ci_get(dt.get("httpSettings"), "defaultAsyncRequestSleepTimeMilliseconds")
+    if sleep is not None:
+        s.http_async_sleep_ms = _int_in_range(sleep, 0, 2**31 - 1, f"{hp}: extensions.durableTask.httpSettings."
+                                                                    "defaultAsyncRequestSleepTimeMilliseconds")
 
     threshold = sp.get("controlQueueBufferThreshold", 256)
     if s.control_queue_batch_size > threshold:

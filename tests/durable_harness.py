@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import azure.functions as func
 
 from durafunc.durable import events as ev
+from durafunc.durable.activities import activity_input
 from durafunc.durable.episode import InstanceState, begin, decide, new_execution_id, rewind_history, triage
 from durafunc.durable.protocol import context_json, parse_failure, parse_output
 from durafunc.storage.schema import EventType, OrchestrationStatus
@@ -111,7 +112,8 @@ class MemoryHub:
     def run_activity(self, o):
         e = o.message["Event"]
         name = e["Name"]
-        arg = json.loads(json.loads(e["Input"])[0])
+        text = activity_input(e["Input"])
+        arg = None if text is None else json.loads(text)
         self.activity_calls.append((name, arg))
         fn = self.activities[name.lower()]
         inst = o.message["OrchestrationInstance"]

@@ -290,3 +290,42 @@ def test_rewind_reruns_failed_activity():
     assert hub.status("w1") == "Completed", hub.rows["w1"]
     assert hub.output("w1") == ["Hello a!", "up"]
     assert [c[0] for c in hub.activity_calls] == ["Hello", "Flaky", "Flaky"]
+
+
+def test_call_http_schedules_the_builtin_http_activity_with_the_request():
+    """call_http is an activity task named BuiltIn::HttpActivity whose input is the DurableHttpRequest; its result,
+    a DurableHttpResponse, comes back as a dict, and the ids after it stay in step."""
+    def http_activity(request):
+        return {"statusCode": 201, "headers": {"Location": request["uri"] + "/1"}, "content": request["content"]}
+
+    def orch(ctx):
+        r = yield ctx.call_http("POST", "https://example.org/items", {"n": 1}, {"X-Trace": "t"})
+        after = yield ctx.call_activity("Hello", r["headers"]["Location"])
+        return [r["statusCode"], r["content"], after]
+
+    hub = MemoryHub({"h": df.Orchestrator.create(orch)}, {"BuiltIn::HttpActivity": http_activity, "Hello": hello})
+    hub.start("h", "h1")
+    hub.run()
+    assert hub.status("h1") == "Completed", hub.rows["h1"]
+    assert hub.output("h1") == [201, '{"n": 1}', "Hello https://example.org/items/1!"]
+    name, request = hub.activity_calls[0]
+    assert name == "BuiltIn::HttpActivity"
+    assert {k: request[k] for k in ("method", "uri", "content", "headers")} == \
+        {"method": "POST", "uri": "https://example.org/items", "content": '{"n": 1}', "headers": {"X-Trace": "t"}}
+    scheduled = [(e["EventId"], e["Name"]) for e in hub.states["h1"].history
+                 if e["EventType"] == EventType.TaskScheduled]
+    assert scheduled == [(0, "BuiltIn::HttpActivity"), (1, "Hello")]
+
+
+def test_scheduled_input_of_activities_and_call_http():
+    import json
+    from durafunc.durable.activities import activity_input
+    from durafunc.durable.replay import CALL_ACTIVITY, CALL_HTTP, HTTP_ACTIVITY, Node, scheduled_input
+    request = {"method": "GET", "uri": "http://x/y", "content": None, "headers": None}
+    http = Node("activity", {"actionType": CALL_HTTP, "httpRequest": request}, name=HTTP_ACTIVITY)
+    assert json.loads(scheduled_input(http)) == [request]            # DTFx's parameter array: [request object]
+    assert json.loads(activity_input(scheduled_input(http))) == request
+    plain = Node("activity", {"actionType": CALL_ACTIVITY, "functionName": "A", "input": '"Tokyo"'}, name="A")
+    assert scheduled_input(plain) == '["\\"Tokyo\\""]' and activity_input(scheduled_input(plain)) == '"Tokyo"'
+    assert activity_input('["{\\"method\\": \\"GET\\"}"]') == '{"method": "GET"}'   # a request as a string
+    assert activity_input(None) is None and activity_input("[null]") is None

@@ -228,3 +228,52 @@ async def test_pending_row_without_a_message_is_started_on_takeover(connection_s
         await engine.stop(grace=2)
         await hub.delete()
         await hub.close()
+
+
+async def test_call_http_runs_again_from_history_after_a_host_change(connection_string, hub_name):
+    """A call_http whose host stopped before the answer came: the host that takes the partition over runs
+    BuiltIn::HttpActivity again from its TaskScheduled row, with the DurableHttpRequest as its input."""
+    import azure.durable_functions as df
+    from durafunc.durable.worker import FunctionTable
+
+    def orch(ctx):
+        r = yield ctx.call_http("GET", "http://example.invalid/status", headers={"X-Try": "1"})
+        return [r["statusCode"], r["content"]]
+
+    started = asyncio.Event()
+
+    async def hangs(request):
+        started.set()
+        await asyncio.sleep(3600)
+
+    def answers(request):
+        return {"statusCode": 200, "headers": {},
+                "content": f"{request['method']} {request['uri']} {request['headers']}"}
+
+    orchestrators = {"CallsHttp": df.Orchestrator.create(orch)}
+    hub = TaskHub(connection_string, hub_name, 4)
+    first = Engine(hub, FunctionTable(orchestrators, {"BuiltIn::HttpActivity": hangs}),
+                   EngineOptions(max_polling_interval=0.2, lease_duration=15, worker_id="first"))
+    await first.start()
+    try:
+        iid = await DurableClient(hub, first).start_new("CallsHttp")
+        await asyncio.wait_for(started.wait(), 20)
+    finally:
+        await first.stop(grace=0.2)
+    second = Engine(hub, FunctionTable(orchestrators, {"BuiltIn::HttpActivity": answers}),
+                    EngineOptions(max_polling_interval=0.2, lease_duration=15, worker_id="second"))
+    await second.start()
+    try:
+        client = DurableClient(hub, second)
+        row = await client.wait_for(iid, 30)
+        assert row.runtime_status == S.Completed, row.output
+        assert output(row) == [200, "GET http://example.invalid/status {'X-Try': '1'}"]
+        history = await client.history(iid)
+        assert [(e["EventId"], e["Name"]) for e in history if e["EventType"] == EventType.TaskScheduled] == \
+            [(0, "BuiltIn::HttpActivity")]
+        assert sum(1 for e in history if e["EventType"] == EventType.TaskCompleted) == 1
+        assert second.stats["recovered"] == 1
+    finally:
+        await second.stop(grace=2)
+        await hub.delete()
+        await hub.close()

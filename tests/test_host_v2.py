@@ -1,7 +1,9 @@
 """`durafunc start` on a v2 app (with a blueprint), driven over HTTP only."""
 from __future__ import annotations
 
+import json
 import time
+import uuid
 
 import pytest
 
@@ -154,3 +156,62 @@ def test_entities_through_the_sdk_client_and_http_api(host):
     listing = host.request("GET", "/runtime/webhooks/durabletask/entities/Counter?fetchState=true").json()
     assert {"entityId": {"name": "counter", "key": key}, "state": 7}.items() <= \
         next(e for e in listing if e["entityId"]["key"] == key).items()
+
+
+# -- call_http against this host's own routes ------------------------------------------------------------
+
+def test_call_http_get_post_errors_and_token_source(host):
+    p = start(host, "http_calls", host.base)
+    s = host.wait_status(p["statusQueryGetUri"])
+    assert s["runtimeStatus"] == "Completed", s
+    out = s["output"]
+    get = out["get"]
+    assert get["statusCode"] == 200 and get["headers"]["x-echo"] == "yes"
+    assert "content-type" not in get["headers"]   # a content header: not in DurableHttpResponse.headers (Azure)
+    echo = json.loads(get["content"])
+    assert (echo["method"], echo["query"], echo["body"]) == ("GET", {"x": "1", "y": "two"}, "")
+    echo = json.loads(out["post"]["content"])
+    assert (echo["method"], echo["body"]) == ("POST", '{"a": [1, 2]}')
+    assert echo["headers"]["content-type"] == "application/json" and echo["headers"]["x-custom"] == "yes"
+    echo = json.loads(out["raw"]["content"])
+    assert (echo["method"], echo["body"], echo["headers"]["content-type"]) == ("PUT", "plain words", "text/plain")
+    assert out["missing"]["statusCode"] == 404
+    assert out["broken"]["statusCode"] == 500 and "user code exploded" in out["broken"]["content"]
+    echo = json.loads(out["token"]["content"])
+    assert out["token"]["statusCode"] == 200 and "authorization" not in echo["headers"]
+    assert "managed identity token for 'https://management.core.windows.net/' cannot be fetched" in host.log()
+    hist = host.request("GET", p["statusQueryGetUri"] + "&showHistory=true").json()["historyEvents"]
+    # the HTTP API folds each TaskScheduled into its completion: FunctionName is the TaskScheduled Name
+    assert [e["FunctionName"] for e in hist if e["EventType"] == "TaskCompleted"] == ["BuiltIn::HttpActivity"] * 6
+
+
+def test_call_http_polls_202_location_with_retry_after_or_the_host_json_interval(host):
+    job = uuid.uuid4().hex
+    with_retry = start(host, "http_async", f"{host.base}/api/jobs/{job}r?pending=1&retry=1")
+    default = start(host, "http_async", f"{host.base}/api/jobs/{job}d?pending=2")
+    for p in (with_retry, default):
+        s = host.wait_status(p["statusQueryGetUri"])
+        assert s["runtimeStatus"] == "Completed", s
+        assert s["output"]["statusCode"] == 200 and s["output"]["after"] == "Hello after!"
+    calls = host.wait_status(with_retry["statusQueryGetUri"])["output"]["calls"]
+    assert [(c["method"], c["key"]) for c in calls] == [("POST", "secret"), ("GET", None)]
+    assert calls[1]["at"] - calls[0]["at"] >= 0.9                      # Retry-After: 1
+    calls = host.wait_status(default["statusQueryGetUri"])["output"]["calls"]
+    assert [c["method"] for c in calls] == ["POST", "GET", "GET"]
+    gaps = [b["at"] - a["at"] for a, b in zip(calls, calls[1:])]
+    assert all(0.09 <= g < 5 for g in gaps), gaps                       # host.json 100 ms, not 30 s
+    hist = host.request("GET", default["statusQueryGetUri"] + "&showHistory=true").json()["historyEvents"]
+    assert [e["FunctionName"] for e in hist if e["EventType"] == "TaskCompleted"] == ["BuiltIn::HttpActivity",
+                                                                                      "hello"]
+
+
+def test_call_http_connection_refused_fails_the_orchestration(host):
+    from hostutil import free_port
+    p = start(host, "http_refused", f"http://127.0.0.1:{free_port()}/nobody")
+    s = host.wait_status(p["statusQueryGetUri"])
+    assert s["runtimeStatus"] == "Failed"
+    assert "Activity function 'BuiltIn::HttpActivity' failed:  HttpRequestException: Connection refused" \
+        in s["output"], s["output"]
+    lines = host.log().splitlines()
+    at = next(i for i, line in enumerate(lines) if f"BuiltIn::HttpActivity of instance {p['id']} failed" in line)
+    assert "Connection refused" in lines[at] and not lines[at + 1:at + 2] == ["Traceback (most recent call last):"]

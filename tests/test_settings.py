@@ -187,6 +187,15 @@ def test_durable_task_values_and_timespans(tmp_path):
         (2, 3, 2, 7.0, 0.5, 86400.0, 9, 16, True)
 
 
+def test_call_http_polling_interval_from_http_settings(tmp_path):
+    assert load_settings(app(tmp_path, host={"version": "2.0"}), environ={}).http_async_sleep_ms == 30000
+    s = load_settings(app(tmp_path, host=dt(httpSettings={"DefaultAsyncRequestSleepTimeMilliseconds": "250"})),
+                      environ={})
+    assert s.http_async_sleep_ms == 250 and s.warnings == []
+    s = load_settings(app(tmp_path, host=dt(httpSettings={"useForwardedHost": True})), environ={})
+    assert s.http_async_sleep_ms == 30000
+
+
 def test_functions_list(tmp_path):
     assert load_settings(app(tmp_path, host={"version": "2.0", "functions": ["a", "b"]}), environ={}).functions \
         == ["a", "b"]
@@ -229,6 +238,9 @@ HOST_ERRORS = [
     (dt(versionMatchStrategy="Loose"), "extensions.durableTask.versionMatchStrategy: 'Loose' is not one of None, "
                                        "Strict, CurrentOrOlder"),
     (dt(tracing=True), "extensions.durableTask.tracing: must be an object"),
+    (dt(httpSettings={"defaultAsyncRequestSleepTimeMilliseconds": -1}),
+     "extensions.durableTask.httpSettings.defaultAsyncRequestSleepTimeMilliseconds: must be from 0 to 2147483647, "
+     "got -1"),
     ({"version": "2.0", "extensions": []}, "'extensions' must be an object"),
     ({"version": "2.0", "extensions": {"http": 1}}, "extensions.http must be an object"),
     ({"version": "2.0", "extensions": {"http": {"routePrefix": 1}}}, "extensions.http.routePrefix must be a string"),

@@ -14,6 +14,19 @@ from .worker import UserCodeError
 log = logging.getLogger("durafunc.engine")
 
 
+def activity_input(scheduled: str | None) -> str | None:
+    """The JSON text an activity is given, from TaskScheduled.Input (a one-element parameter array): the string
+    for a user activity; an object (call_http's DurableHttpRequest) as its JSON text."""
+    try:
+        args = json.loads(scheduled or "[]")
+    except ValueError:
+        return scheduled
+    if not isinstance(args, list) or not args:
+        return None
+    first = args[0]
+    return first if first is None or isinstance(first, str) else json.dumps(first)
+
+
 class ActivityRunner:
     """The activity half of the Engine (a mixin: it uses the engine's queues, sessions and handoff)."""
 
@@ -53,17 +66,13 @@ class ActivityRunner:
         async with self.activity_slots:
             renew = self._spawn(self._keep_hidden(item)) if item.queue is not None else None
             try:
-                try:
-                    args = json.loads(e.get("Input") or "[]")
-                    input_text = args[0] if isinstance(args, list) and args else None
-                except ValueError:
-                    input_text = e.get("Input")
+                input_text = activity_input(e.get("Input"))
                 try:
                     result = await self.functions.run_activity(name, input_text, instance_id=inst.get("InstanceId"))
                     done = ev.task_completed(utcnow(), e.get("EventId"), result)
                 except UserCodeError as err:
-                    log.error("activity %s of instance %s failed: %s: %s\n%s", name, inst.get("InstanceId"),
-                              err.type_name, err.message, err.traceback_text)
+                    log.error("activity %s of instance %s failed: %s: %s%s", name, inst.get("InstanceId"),
+                              err.type_name, err.message, f"\n{err.traceback_text}" if err.traceback_text else "")
                     details = json.dumps({"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
                                           "Message": f"Result: Failure\nException: {err.type_name}: {err.message}",
                                           "StackTrace": err.traceback_text})

@@ -25,6 +25,7 @@ from .episode import (InstanceState, begin, completed_row, decide, needs_orchest
 from .activities import ActivityRunner
 from .delivery import Item
 from .protocol import context_json, parse_failure, parse_output
+from .replay import HTTP_ACTIVITY, entries_of, replay, scheduled_input
 from .rowwriter import RowWriter
 from .worker import DurableFunctions, UserCodeError
 
@@ -479,13 +480,11 @@ class Engine(ActivityRunner):
             return
         start = state.started_event
         output = await self._call_orchestrator(state.instance_id, state, [], False, start)
-        from .replay import entries_of, replay
         result = replay(entries_of(output.state), state.history, utcnow())
         episode_no = sum(1 for e in state.history if e.get("EventType") == ET.OrchestratorStarted)
         for node in result.issued:
             if node.id in open_ids and node.kind == "activity":
-                message = ev.task_message(ev.task_scheduled(utcnow(), node.id, node.name,
-                                                            json.dumps([(node.action or {}).get("input")])),
+                message = ev.task_message(ev.task_scheduled(utcnow(), node.id, node.name, scheduled_input(node)),
                                           state.instance_id, state.execution_id)
                 log.info("instance %s: running activity '%s' (task %s) again after a host change",
                          state.instance_id, node.name, node.id)
@@ -516,7 +515,7 @@ class Engine(ActivityRunner):
                f"Additional info: {listing}"
 
     def _missing(self, kind: str, name: str | None) -> str | None:
-        if kind == "activity" and name != "BuiltIn::HttpActivity":
+        if kind == "activity" and name != HTTP_ACTIVITY:   # the host runs call_http's built-in activity
             names = self.functions.activity_names()
             if not any(n.lower() == (name or "").lower() for n in names):
                 return self._unknown("activity", name, names)

@@ -10,7 +10,7 @@ from datetime import datetime
 from ..storage.schema import EventType, OrchestrationStatus, TERMINAL_STATUSES, format_time
 from . import events as ev
 from .protocol import OrchestratorOutput
-from .replay import CONTINUE_AS_NEW, ReplayResult, entries_of, replay
+from .replay import CONTINUE_AS_NEW, ReplayResult, entries_of, replay, scheduled_input
 
 ET = EventType
 Status = OrchestrationStatus
@@ -268,11 +268,6 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
         return finish(Status.Failed, f"Orchestrator function '{name}' failed: {result.nondeterminism}",
                       result.next_id)
 
-    unsupported = [n for n in result.new_work if n.kind == "activity" and n.name == "BuiltIn::HttpActivity"]
-    if unsupported:
-        return finish(Status.Failed, f"Orchestrator function '{name}' failed: call_http is not supported by "
-                                     f"durafunc yet", result.next_id)
-
     if missing_function is not None:
         for node in result.new_work:
             problem = missing_function(node.kind, node.name)
@@ -313,8 +308,7 @@ def _schedule(node, instance_id: str, execution_id: str, orch_name: str, now: da
     """History event + outbound message for one new action."""
     a = node.action or {}
     if node.kind == "activity":
-        text = a.get("input")
-        msg_event = ev.task_scheduled(now, node.id, node.name, json.dumps([text]))
+        msg_event = ev.task_scheduled(now, node.id, node.name, scheduled_input(node))
         outbound.append(Outbound(True, instance_id, ev.task_message(msg_event, instance_id, execution_id)))
         return ev.task_scheduled(now, node.id, node.name, msg_event["Input"] if store_inputs else None)
     if node.kind == "timer":

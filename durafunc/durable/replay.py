@@ -11,6 +11,7 @@ when the failure / the timer is processed. So both sides agree on every TaskSche
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,6 +92,16 @@ def entries_of(sdk_state: dict) -> list[dict]:
         elif isinstance(inner, dict):
             entries.append(inner)
     return entries
+
+
+def scheduled_input(node: Node) -> str:
+    """TaskScheduled.Input of an activity node: DTFx serializes the parameter array, so a user activity gets
+    `["<input JSON text>"]` and call_http's BuiltIn::HttpActivity `[<DurableHttpRequest object>]` (what the
+    extension's TaskHttpActivityShim reads back as a list of DurableHttpRequest)."""
+    a = node.action or {}
+    if a.get("actionType") == CALL_HTTP:
+        return json.dumps([a.get("httpRequest")])
+    return json.dumps([a.get("input")])
 
 
 def retry_delay(options: dict, attempt: int) -> timedelta:
@@ -262,7 +273,6 @@ class _Replayer:
         node = self.by_id.get(ev.get("EventId"))
         if node is None or node.kind != "entity":
             return
-        import json
         try:
             rid = json.loads(ev.get("Input") or "{}").get("id")
         except (ValueError, AttributeError):

@@ -2,6 +2,7 @@ import datetime
 import json
 import logging
 import os
+import time
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -151,3 +152,65 @@ async def counter_api(req: func.HttpRequest, client) -> func.HttpResponse:
     state = await client.read_entity_state(entity)
     return func.HttpResponse(json.dumps({"exists": state.entity_exists, "state": state.entity_state}),
                              mimetype="application/json")
+
+
+# -- call_http: orchestrators that call this app's own routes (the base URL is their input) ---------------
+
+@app.route(route="echo", methods=["GET", "POST", "PUT", "DELETE"])
+def echo(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"method": req.method, "headers": dict(req.headers),
+                                         "body": req.get_body().decode(), "query": dict(req.params)}),
+                             mimetype="application/json", headers={"X-Echo": "yes"})
+
+
+JOB_CALLS: dict[str, list] = {}
+
+
+@app.route(route="jobs/{id}", methods=["GET", "POST"])
+def job(req: func.HttpRequest) -> func.HttpResponse:
+    """202 + Location (this URL) the first `pending` times for an id, then 200 with the calls it saw."""
+    calls = JOB_CALLS.setdefault(req.route_params["id"], [])
+    calls.append({"method": req.method, "key": req.headers.get("x-functions-key"), "at": time.time()})
+    if len(calls) <= int(req.params.get("pending", "2")):
+        headers = {"Location": req.url}
+        if "retry" in req.params:
+            headers["Retry-After"] = req.params["retry"]
+        return func.HttpResponse(status_code=202, headers=headers)
+    return func.HttpResponse(json.dumps(calls), mimetype="application/json")
+
+
+def _lower(headers: dict) -> dict:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+@app.orchestration_trigger(context_name="context")
+def http_calls(context: df.DurableOrchestrationContext):
+    """One call_http after the other; returns what each answered."""
+    base = context.get_input()
+    calls = [
+        ("get", ("GET", f"{base}/api/echo?x=1&y=two"), {}),
+        ("post", ("POST", f"{base}/api/echo", {"a": [1, 2]}, {"Content-Type": "application/json", "X-Custom": "yes"}),
+         {}),
+        ("raw", ("PUT", f"{base}/api/echo", "plain words"), {"is_raw_str": True}),
+        ("missing", ("GET", f"{base}/api/no/such/route"), {}),
+        ("broken", ("GET", f"{base}/api/boom"), {}),
+        ("token", ("GET", f"{base}/api/echo"),
+         {"token_source": df.ManagedIdentityTokenSource("https://management.core.windows.net/")}),
+    ]
+    out = {}
+    for name, args, kwargs in calls:
+        r = yield context.call_http(*args, **kwargs)
+        out[name] = {"statusCode": r["statusCode"], "headers": _lower(r["headers"]), "content": r["content"]}
+    return out
+
+
+@app.orchestration_trigger(context_name="context")
+def http_async(context: df.DurableOrchestrationContext):
+    r = yield context.call_http("POST", context.get_input(), "start", {"x-functions-key": "secret"})
+    after = yield context.call_activity("hello", "after")
+    return {"statusCode": r["statusCode"], "calls": json.loads(r["content"]), "after": after}
+
+
+@app.orchestration_trigger(context_name="context")
+def http_refused(context: df.DurableOrchestrationContext):
+    return (yield context.call_http("GET", context.get_input()))
