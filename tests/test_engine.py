@@ -277,3 +277,28 @@ async def test_call_http_runs_again_from_history_after_a_host_change(connection_
         await second.stop(grace=2)
         await hub.delete()
         await hub.close()
+
+
+async def test_a_host_side_failure_of_an_activity_still_ends_its_task(connection_string, hub_name):
+    """Not only user code can fail: an exception from the host's side of an activity (here: no runner for
+    call_http's built-in activity) fails the task instead of leaving the orchestration waiting forever."""
+    import azure.durable_functions as df
+    from durafunc.durable.worker import FunctionTable
+
+    def orch(ctx):
+        yield ctx.call_http("GET", "http://example.invalid/")
+        return "unreachable"
+
+    hub = TaskHub(connection_string, hub_name, 4)
+    engine = Engine(hub, FunctionTable({"CallsHttp": df.Orchestrator.create(orch)}, {}),
+                    EngineOptions(max_polling_interval=0.2, lease_duration=15))
+    await engine.start()
+    try:
+        client = DurableClient(hub, engine)
+        row = await client.wait_for(await client.start_new("CallsHttp"), 30)
+        assert row.runtime_status == S.Failed
+        assert "Activity function 'BuiltIn::HttpActivity' failed:  KeyError" in row.output
+    finally:
+        await engine.stop(grace=2)
+        await hub.delete()
+        await hub.close()

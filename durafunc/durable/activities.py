@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 
 from ..storage.schema import utcnow
 from . import events as ev
@@ -68,7 +69,14 @@ class ActivityRunner:
             try:
                 input_text = activity_input(e.get("Input"))
                 try:
-                    result = await self.functions.run_activity(name, input_text, instance_id=inst.get("InstanceId"))
+                    try:
+                        result = await self.functions.run_activity(name, input_text,
+                                                                   instance_id=inst.get("InstanceId"))
+                    except UserCodeError:
+                        raise
+                    except Exception as other:  # noqa: BLE001 - a host-side failure still ends the task
+                        raise UserCodeError(type(other).__name__, str(other),
+                                            "".join(traceback.format_exception(other))) from other
                     done = ev.task_completed(utcnow(), e.get("EventId"), result)
                 except UserCodeError as err:
                     log.error("activity %s of instance %s failed: %s: %s%s", name, inst.get("InstanceId"),
