@@ -1,5 +1,5 @@
-"""`durafunc init` and `durafunc new`: Durable Functions apps and functions from the templates in
-`durafunc/templates/` (plain files with `$placeholders`)."""
+"""`durafunc init` and `durafunc new`: Durable Functions apps and functions from the templates in `templates/`
+(plain files with `$placeholders`; a wheel carries them as `durafunc/templates/`)."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _templates_dir() -> Path:
+    """`durafunc/templates` of an installed wheel, else the source tree's top-level `templates/`."""
+    here = Path(__file__).resolve().parent
+    installed, source = here / "templates", here.parent / "templates"
+    return installed if (installed / "app").is_dir() else source
+
+
+TEMPLATES = _templates_dir()
 TEMPLATE_NAMES = ["Durable Functions orchestrator", "Durable Functions activity", "Durable Functions HTTP starter",
                   "Durable Functions entity", "HTTP trigger", "Timer trigger"]
 AUTH_LEVELS = ("anonymous", "function", "admin")

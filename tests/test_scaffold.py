@@ -126,3 +126,22 @@ def test_scaffolded_app_runs(tmp_path, connection_string, model):
             assert len(s["output"]) == 3 and s["output"][0].startswith("Hello Tokyo")
     finally:
         host.stop()
+
+
+def test_the_wheel_carries_every_template(tmp_path):
+    """`pip install durafunc` must bring the templates: the top-level templates/ folder goes into the wheel as
+    durafunc/templates/, where the installed scaffold finds it."""
+    import zipfile
+    from pathlib import Path
+    from durafunc.scaffold import TEMPLATES
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next(tmp_path.glob("durafunc-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"durafunc/templates/{p.relative_to(TEMPLATES).as_posix()}" for p in TEMPLATES.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+    assert {"durafunc/templates/app/host.json", "durafunc/templates/v2/function_app.py",
+            "durafunc/templates/v1/Durable Functions orchestrator/function.json"} <= expected
+    assert expected <= names, sorted(expected - names)
