@@ -45,16 +45,33 @@ class _HostFormatter:
         return text
 
 
-def _configure_logging(verbose: bool) -> None:
+# Core Tools' --user-log-level values -> Python logging levels
+USER_LOG_LEVELS = {"trace": 5, "debug": 10, "information": 20, "warning": 30, "error": 40, "critical": 50,
+                   "none": 100}
+_SYSTEM_LOGGERS = ("durafunc", "azure", "aiohttp", "asyncio", "watchdog", "urllib3")
+
+
+def _configure_logging(verbose: bool, user_level: int = 20) -> None:
+    """System logs (durafunc's, the SDKs') at INFO (DEBUG with --verbose); the app's own logs from `user_level`."""
     import logging
 
     from .functions.logcontext import InvocationFilter
+
+    def keep(record: logging.LogRecord) -> bool:
+        system = record.name.split(".")[0] in _SYSTEM_LOGGERS
+        return system or record.levelno >= user_level
+
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(InvocationFilter())
+    handler.addFilter(keep)
     handler.setFormatter(_HostFormatter())
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    system_level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=min(system_level, user_level), handlers=[handler], force=True)
+    logging.getLogger("durafunc").setLevel(system_level)
     logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING if not verbose else logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
     if not verbose:
         logging.getLogger("durafunc.engine").setLevel(logging.WARNING)
 
@@ -74,9 +91,17 @@ def _configure_logging(verbose: bool) -> None:
 @click.option("--script-root", "--prefix", "script_root", type=click.Path(file_okay=False), default=None,
               help="Path to the root of the function app (default: the current folder).")
 @click.option("--verbose", is_flag=True, help="Show engine and host logs.")
+@click.option("--user-log-level", type=click.Choice([k.capitalize() for k in USER_LOG_LEVELS], case_sensitive=False),
+              default=None, help="Minimum level of the app's own logs (system logs are not affected).")
+@click.option("-t", "--timeout", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Seconds the host may take to start.")
+@click.option("--language-worker", default=None, hidden=True)
+@click.option("--no-build", is_flag=True, hidden=True)
+@click.option("--useHttps", "use_https", is_flag=True, hidden=True)
 @click.argument("more_functions", nargs=-1, metavar="")
 def start(port, address, cors, cors_credentials, functions, strict, enable_auth, no_reload, task_hub_name,
-          worker_id, script_root, verbose, more_functions):
+          worker_id, script_root, verbose, user_log_level, timeout, language_worker, no_build, use_https,
+          more_functions):
     """Launch the Functions host for the app in this folder."""
     import asyncio
     import os
@@ -91,14 +116,20 @@ def start(port, address, cors, cors_credentials, functions, strict, enable_auth,
         settings = load_settings(root, hub_name=task_hub_name)
     except SettingsError as e:
         raise UserError(str(e)) from None
-    _configure_logging(verbose)
+    if use_https:
+        raise UserError("--useHttps is not supported by durafunc: it serves HTTP on 127.0.0.1 only "
+                        "(put a TLS proxy in front if you need HTTPS)")
+    if language_worker is not None:
+        click.echo("Note: --language-worker is not needed: durafunc runs your Python code in its own process. "
+                   "To debug, run: python -m debugpy --listen 5678 -m durafunc start")
+    _configure_logging(verbose, USER_LOG_LEVELS[(user_log_level or "information").lower()])
     if more_functions and not functions:
         raise UserError(f"unexpected argument '{more_functions[0]}' (function names go after --functions)")
     # `--functions a b c` as in Core Tools: names after the option arrive as extra arguments
     names = [n for item in (*functions, *more_functions) for n in item.split()] or None
     opts = StartOptions(port=port, address=address, cors=cors, cors_credentials=cors_credentials,
                         functions=names, strict=strict, enable_auth=enable_auth, watch=not no_reload,
-                        worker_id=worker_id, verbose=verbose, echo=click.echo)
+                        worker_id=worker_id, verbose=verbose, echo=click.echo, timeout=timeout)
     from .functions import AppLoadError
     try:
         asyncio.run(Host(settings, opts).run())

@@ -42,6 +42,7 @@ class StartOptions:
     worker_id: str | None = None
     verbose: bool = False
     echo: object = field(default=print)
+    timeout: float = 20.0          # seconds the host may take to start (Core Tools' --timeout)
 
 
 class FunctionsAdapter:
@@ -144,7 +145,10 @@ class Host:
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            await self.startup(t0)
+            try:
+                await asyncio.wait_for(self.startup(t0), self.opt.timeout)
+            except asyncio.TimeoutError:
+                raise HostError(f"The host did not start within {self.opt.timeout:g} seconds (--timeout).") from None
             await self.stop_event.wait()
         finally:
             await self.shutdown()
@@ -154,6 +158,7 @@ class Host:
         from .http.durable_api import DurableApi
         t0 = t0 or time.monotonic()
         s = self.settings
+        self.echo(versions_line())
         for w in s.warnings:
             self.echo(w if w.startswith("Skipping ") else f"Warning: {w}")   # Core Tools prints Skipping lines as is
         export_values(s)
@@ -313,6 +318,21 @@ class Host:
         self._start_timers()
         self.reloads += 1
         self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
+
+
+def versions_line() -> str:
+    """durafunc, Python and the Azure Functions packages in use: the app runs with exactly these."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+    return (f"durafunc {__version__} · Python {sys.version.split()[0]} ({sys.executable}) · "
+            f"azure-functions {v('azure-functions')} · azure-functions-durable {v('azure-functions-durable')}")
 
 
 def _describe_storage(conn: str) -> str:

@@ -57,3 +57,39 @@ def test_strict_stops_on_a_broken_function(tmp_path):
     (app / "Bad").mkdir()
     (app / "Bad" / "function.json").write_text("{")
     one_line_error(run_start(app, "--strict"), "Bad/function.json", "invalid JSON")
+
+
+def test_core_tools_start_options(tmp_path):
+    """--useHttps is refused in one line; --timeout bounds the start (storage that never answers)."""
+    import socket
+    app = write_app(tmp_path)
+    one_line_error(run_start(app, "--useHttps"), "--useHttps is not supported")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)           # accepts connections (the kernel does) but never answers a request
+    port = silent.getsockname()[1]
+    conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1"
+            "OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+            + "".join(f"{k}Endpoint=http://127.0.0.1:{port}/devstoreaccount1;" for k in ("Blob", "Queue", "Table")))
+    try:
+        r = run_start(app, "--timeout", "2", "--port", "0", env={"AzureWebJobsStorage": conn})
+    finally:
+        silent.close()
+    one_line_error(r, "did not start within 2 seconds")
+
+
+def test_user_log_level_hides_the_apps_info_logs(connection_string):
+    import uuid
+    from hostutil import HERE, HostProcess
+    host = HostProcess(HERE / "hostapps" / "v2app", connection_string, "L" + uuid.uuid4().hex[:12],
+                       "--user-log-level", "Warning").wait_ready()
+    try:
+        r = host.request("POST", "/api/orchestrators/chaining")
+        assert r.status == 202
+        host.wait_status(r.json()["statusQueryGetUri"])
+        log = host.log()
+    finally:
+        host.stop()
+    assert "Executed 'Functions.http_start'" in log          # system logs stay
+    assert "Started orchestration with ID" not in log        # the app's logging.info is below Warning
+    assert log.splitlines()[0].startswith("durafunc ") and "azure-functions-durable" in log.splitlines()[0]

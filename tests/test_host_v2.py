@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -42,6 +43,8 @@ def test_chaining_with_blueprint_activity(host):
     s = host.wait_status(p["statusQueryGetUri"])
     assert s["runtimeStatus"] == "Completed", s
     assert s["output"] == ["Hello Tokyo!", "Hello Seattle!", "LONDON!"]
+    # the app's own logging, with the function name and invocation id as Core Tools shows it
+    assert re.search(r"\] http_start \([0-9a-f]{8}\): Started orchestration with ID = '%s'" % p["id"], host.log())
 
 
 def test_fan_out_fan_in(host):
