@@ -46,6 +46,7 @@ async def test_chain_and_custom_status(env):
     kinds = [EventType(e["EventType"]).name for e in history]
     assert kinds.count("TaskScheduled") == 3 and kinds.count("TaskCompleted") == 3
     assert kinds[-2:] == ["ExecutionCompleted", "OrchestratorCompleted"]
+    assert row.instance_id not in env.engine.states     # a finished instance's history leaves memory
 
 
 async def test_fan_out_fan_in_100(env):

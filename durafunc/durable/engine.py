@@ -559,6 +559,8 @@ class Engine(ActivityRunner):
         row = dict(d.row)
         row["Worker"] = self.opt.worker_id
         final = d.status in TERMINAL_STATUSES
+        if final:   # a finished instance's history leaves memory (a late message or a rewind loads it again)
+            self.states.pop(iid, None)
         await asyncio.gather(self.rows.write(iid, row, final=final),
                              self._delete([items[i] for i in t.consumed] + [items[i] for i, _ in t.dropped]))
         if final:
