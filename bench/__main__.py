@@ -1,7 +1,8 @@
 """`make bench`: Azurite in memory + `durafunc start` on bench/app, each workload over HTTP, then the peer.
 
 Prints a table (workload, figure, unit, Azure target, ratio) and writes bench/results.json.
-Options: --quick (smaller workloads, for a smoke run), --no-peer, --out PATH.
+Options: --quick (smaller workloads, for a smoke run), --no-peer, --repeat N (runs per workload, median shown; 3),
+--out PATH.
 """
 from __future__ import annotations
 
@@ -130,49 +131,61 @@ async def wait_all_completed(session, host, ids: set, timeout: float = 600.0) ->
     assert not missing, f"{len(missing)} instances did not complete"
 
 
-async def run_durafunc(conn: str, quick: bool) -> dict:
+async def run_durafunc(conn: str, quick: bool, repeat: int = 3) -> tuple[dict, dict]:
+    """Each throughput workload `repeat` times on one host: (medians, every run's figures)."""
     n_seq, n_fan, n_starts, n_events, n_lat = (50, 200, 100, 100, 10) if quick else (200, 1000, 500, 500, 40)
+    runs: dict[str, list[float]] = {}
     results = {}
     port = free_port()
     host = HostProcess(conn, port)
     conn_limit = aiohttp.TCPConnector(limit=64)
+
+    async def sequential():
+        t = time.monotonic()
+        await wait_done(session, host, await start(session, host, "sequential", n_seq))
+        return n_seq / (time.monotonic() - t)
+
+    async def fan_out():
+        t = time.monotonic()
+        await wait_done(session, host, await start(session, host, "fanout", n_fan))
+        return n_fan / (time.monotonic() - t)
+
+    async def starts():
+        t = time.monotonic()
+        sem = asyncio.Semaphore(50)
+
+        async def one():
+            async with sem:
+                return await start(session, host, "single", None)
+        ids = set(await asyncio.gather(*(one() for _ in range(n_starts))))
+        await wait_all_completed(session, host, ids)
+        return n_starts / (time.monotonic() - t)
+
+    async def events():
+        iid = await start(session, host, "events", n_events)
+        await asyncio.sleep(0.2)
+        t = time.monotonic()
+        url = f"{host.base}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/tick"
+        sem = asyncio.Semaphore(EVENT_SENDERS)
+
+        async def send(i):
+            async with sem:
+                async with session.post(url, json=i) as r:
+                    assert r.status == 202, await r.text()
+        await asyncio.gather(*(send(i) for i in range(n_events)))
+        await wait_done(session, host, iid)
+        return n_events / (time.monotonic() - t)
+
     async with aiohttp.ClientSession(connector=conn_limit) as session:
         results["start-up"] = await host.start(session)
         try:
             await wait_done(session, host, await start(session, host, "single", None))   # warm-up
-
-            t = time.monotonic()
-            await wait_done(session, host, await start(session, host, "sequential", n_seq))
-            results["sequential"] = n_seq / (time.monotonic() - t)
-
-            t = time.monotonic()
-            await wait_done(session, host, await start(session, host, "fanout", n_fan))
-            results["fan-out/fan-in"] = n_fan / (time.monotonic() - t)
-            results["memory"] = peak_rss_mb(host.proc.pid)
-
-            t = time.monotonic()
-            sem = asyncio.Semaphore(50)
-
-            async def one():
-                async with sem:
-                    return await start(session, host, "single", None)
-            ids = set(await asyncio.gather(*(one() for _ in range(n_starts))))
-            await wait_all_completed(session, host, ids)
-            results["starts"] = n_starts / (time.monotonic() - t)
-
-            iid = await start(session, host, "events", n_events)
-            await asyncio.sleep(0.2)
-            t = time.monotonic()
-            url = f"{host.base}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/tick"
-            sem = asyncio.Semaphore(EVENT_SENDERS)
-
-            async def send(i):
-                async with sem:
-                    async with session.post(url, json=i) as r:
-                        assert r.status == 202, await r.text()
-            await asyncio.gather(*(send(i) for i in range(n_events)))
-            await wait_done(session, host, iid)
-            results["external events"] = n_events / (time.monotonic() - t)
+            for name, workload in (("sequential", sequential), ("fan-out/fan-in", fan_out), ("starts", starts),
+                                   ("external events", events)):
+                runs[name] = [await workload() for _ in range(repeat)]
+                results[name] = statistics.median(runs[name])
+                if name == "fan-out/fan-in":
+                    results["memory"] = peak_rss_mb(host.proc.pid)
 
             lat = []
             for _ in range(n_lat):
@@ -185,7 +198,7 @@ async def run_durafunc(conn: str, quick: bool) -> dict:
             results["latency p99"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         finally:
             host.stop()
-    return results
+    return results, runs
 
 
 def run_peer(quick: bool) -> dict | str:
@@ -238,6 +251,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
     ap.add_argument("--no-peer", action="store_true", help="skip DBOS")
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each throughput workload (the median is shown)")
     args = ap.parse_args()
     binary = find_binary(ROOT)
     if not binary:
@@ -246,16 +260,19 @@ def main() -> None:
                         Path(tempfile.mkdtemp(prefix="durafunc-bench-")), binary=binary)
     conn = az.start(timeout=60)
     try:
-        ours = asyncio.run(run_durafunc(conn, args.quick))
+        ours, runs = asyncio.run(run_durafunc(conn, args.quick, max(1, args.repeat)))
     finally:
         az.stop()
     peer = "skipped (--no-peer)" if args.no_peer else run_peer(args.quick)
     rows = table(ours, peer)
     print(render(rows, peer))
+    if args.repeat > 1:
+        print(f"\n(durafunc throughput: median of {args.repeat} runs; each run: "
+              + "; ".join(f"{k} " + " ".join(f"{v:,.0f}" for v in vs) for k, vs in runs.items()) + ")")
     Path(args.out).write_text(json.dumps({
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "rows": rows, "peer": peer if isinstance(peer, str) else "dbos (sqlite)"}, indent=2))
+        "rows": rows, "runs": runs, "peer": peer if isinstance(peer, str) else "dbos (sqlite)"}, indent=2))
     print(f"\nwrote {args.out}")
 
 

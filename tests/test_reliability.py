@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -175,7 +176,23 @@ def test_graceful_shutdown_hands_partitions_over_at_once(connection_string, hub_
     asyncio.run(scenario())
 
 
-def test_three_hosts_one_killed(connection_string, hub_name):
+def get_instances_json(conn: str, hub_name: str, cwd) -> list[dict]:
+    """Every instance of the hub as `durafunc get-instances --json` prints them (all pages)."""
+    out, token = [], None
+    while True:
+        args = [sys.executable, "-m", "durafunc", "get-instances", "--json", "--top", "100",
+                "--task-hub-name", hub_name] + (["--continuation-token", token] if token else [])
+        r = subprocess.run(args, cwd=cwd, env={**os.environ, "AzureWebJobsStorage": conn}, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        out += data["instances"]
+        token = data["continuationToken"]
+        if not token:
+            return out
+
+
+def test_three_hosts_one_killed(connection_string, hub_name, tmp_path):
     env = {**os.environ, "DURAFUNC_TEST_VISIBILITY": "5"}
 
     async def scenario():
@@ -211,6 +228,9 @@ def test_three_hosts_one_killed(connection_string, hub_name):
             assert late and all(r.worker in survivors for r in late)   # taken over by the survivors
             final = {l.owner for l in await leases.list() if l.leased}
             assert victim not in final
+            # `durafunc get-instances` tells which host ran what (the worker of the instance row)
+            listed = get_instances_json(connection_string, hub_name, tmp_path)
+            assert {i["instanceId"]: i["worker"] for i in listed} == {r.instance_id: r.worker for r in rows}
         finally:
             for p in procs.values():
                 if p.poll() is None:
