@@ -180,6 +180,25 @@ def test_continue_as_new_loop():
     assert [c[1] for c in hub.activity_calls] == ["0", "1", "2"]
 
 
+def test_continue_as_new_carries_over_events_not_yet_awaited():
+    def counter(ctx):
+        n = ctx.get_input() or 0
+        yield ctx.wait_for_external_event("inc")
+        if n + 1 < 3:
+            ctx.continue_as_new(n + 1)
+            return
+        return n + 1
+
+    hub = MemoryHub({"counter": df.Orchestrator.create(counter)}, {})
+    hub.start("counter", "k1", 0)
+    hub.run()
+    assert hub.status("k1") == "Running"
+    for i in range(3):                  # three at once: the first execution awaits one, two are carried over
+        hub.raise_event("k1", "inc", i)
+    hub.run()
+    assert hub.status("k1") == "Completed" and hub.output("k1") == 3
+
+
 def test_orchestrator_failure_and_non_generator():
     def boom(ctx):
         yield ctx.call_activity("Hello", "x")
