@@ -303,3 +303,48 @@ async def test_a_host_side_failure_of_an_activity_still_ends_its_task(connection
         await engine.stop(grace=2)
         await hub.delete()
         await hub.close()
+
+
+async def test_a_timer_beyond_the_queue_limit_hops(connection_string, hub_name):
+    """Queues hide a message for at most 7 days: a 10-day timer's message is sent hidden for 6 days, and when it
+    shows up early it is sent again for the time left, without firing the timer."""
+    from datetime import timedelta
+
+    import azure.durable_functions as df
+    from durafunc.durable import events as ev
+    from durafunc.durable.worker import FunctionTable
+    from durafunc.storage.schema import format_time, utcnow
+
+    def orch(ctx):
+        yield ctx.create_timer(ctx.current_utc_datetime + timedelta(days=10))
+        return "fired"
+
+    hub = TaskHub(connection_string, hub_name, 1)
+    engine = Engine(hub, FunctionTable({"Sleeper": df.Orchestrator.create(orch)}, {}),
+                    EngineOptions(max_polling_interval=0.1, lease_duration=15))
+    await engine.start()
+    try:
+        client = DurableClient(hub, engine)
+        iid = await client.start_new("Sleeper")
+        await client.wait_for(iid, 20, until={S.Running})
+        for _ in range(100):
+            created = [e for e in await client.history(iid) if e["EventType"] == EventType.TimerCreated]
+            if created:
+                break
+            await asyncio.sleep(0.1)
+        queue = hub.control_queue_for(iid)
+        assert await queue.peek_count() == 1            # the timer's message, hidden (the limit is 7 days)
+        assert await queue.client.peek_messages(max_messages=5) == []
+        # as if six days had passed: the message shows up while the timer is still 4 days away
+        fire_at = format_time(utcnow() + timedelta(days=4))
+        early = ev.task_message(ev.timer_fired(utcnow(), created[0]["EventId"], fire_at), iid, None)
+        await queue.send(early)
+        await asyncio.sleep(1.5)
+        assert await queue.peek_count() == 2            # the original and the re-sent hop, both hidden
+        assert await queue.client.peek_messages(max_messages=5) == []
+        assert not [e for e in await client.history(iid) if e["EventType"] == EventType.TimerFired]
+        assert (await client.get(iid)).runtime_status == S.Running
+    finally:
+        await engine.stop(grace=2)
+        await hub.delete()
+        await hub.close()
