@@ -147,8 +147,9 @@ class HostApp:
         except Exception as e:  # noqa: BLE001 - user code failed; the host keeps serving
             message = getattr(e, "message", None) or str(e)
             type_name = getattr(e, "type_name", None) or type(e).__name__
-            log.error("Executed 'Functions.%s' (Failed): %s: %s\n%s", fn.name, type_name, message,
-                      getattr(e, "traceback_text", "") or "")
+            trace = getattr(e, "traceback_text", "") or ""
+            log.error("Executed 'Functions.%s' (Failed): %s: %s%s", fn.name, type_name, message,
+                      f"\n{trace}" if trace else "")
             return json_error(500, f"Function '{fn.name}' failed: {type_name}: {message}")
         log.info("Executed 'Functions.%s' (%s %s -> %s, %d ms)", fn.name, request.method, request.path,
                  result.status, (time.monotonic() - t0) * 1000)
