@@ -285,7 +285,10 @@ class Host:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
-                path = str(getattr(event, "src_path", ""))
+                if event.event_type in ("opened", "closed_no_write"):
+                    return            # reading a file (the reload's own import) is no change (watchdog >= 4)
+                # an editor that saves by renaming a temporary file moves it onto the .py file
+                path = str(getattr(event, "dest_path", "") or getattr(event, "src_path", ""))
                 if "/.durafunc/" in path or "__pycache__" in path or "/.venv/" in path:
                     return
                 if not (path.endswith(".py") or path.endswith(".json")):
