@@ -206,8 +206,9 @@ class Invoker:
                 result = outs[b.name].get()
         return to_http_result(result)
 
-    async def run_function(self, name: str, input_text: str | None) -> None:
-        """Run a non-HTTP function by hand (POST /admin/functions/{name})."""
+    async def run_function(self, name: str, input_text: str | None, client_json: str | None = None) -> None:
+        """Run a non-HTTP function by hand (POST /admin/functions/{name}); a queue trigger gets the input as the
+        message body."""
         fn = self._get(name)
         if fn.kind == "activity":
             await self.run_activity(name, json.dumps(input_text) if input_text is not None else None,
@@ -218,7 +219,7 @@ class Invoker:
             value = _TimerRequest()
         elif fn.trigger.type.lower() == "queuetrigger":
             value = trigger_value(meta.Datum(input_text or "", "string"), {}, fn.binding_type(fn.trigger.name))
-        result, outs = await self._call(fn, self._inputs(fn, value, None))
+        result, outs = await self._call(fn, self._inputs(fn, value, client_json))
         await self._write_outputs(fn, result, outs)
 
     async def run_queue(self, name: str, data: meta.Datum, metadata: dict, client_json: str | None) -> None:

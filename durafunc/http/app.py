@@ -117,7 +117,8 @@ class HostApp:
         value = body.get("input") if isinstance(body, dict) else None
         try:
             await self.host.invoker.run_function(fn.name, value if value is None or isinstance(value, str)
-                                                 else json.dumps(value))
+                                                 else json.dumps(value),
+                                                 self.api.client_binding() if self.host.needs_client(fn) else None)
         except Exception as e:  # noqa: BLE001 - user code
             log.error("function %s failed: %s", fn.name, e)
             return json_error(500, f"{type(e).__name__}: {e}")
