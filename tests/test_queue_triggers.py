@@ -146,8 +146,9 @@ def test_failing_function_poisons_after_five_attempts_and_the_queue_goes_on(v2):
 
 def test_message_that_is_not_base64_goes_to_poison_at_once(v2):
     host, q = v2
-    q.put("inspect", "this is not base64!", raw=True)
+    bad = q.put("inspect", "this is not base64!", raw=True)
     assert q.wait("inspect-poison", raw=True) == ["this is not base64!"]
+    assert f"message {bad}" not in host.log()          # the function was not called for it
     assert "Message decoding has failed! Check MessageEncoding settings" in host.log()
     before = len(q.bodies("inspected"))
     q.put("inspect", "fine")                   # and the queue still works
