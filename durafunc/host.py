@@ -90,6 +90,8 @@ class Host:
         self.hub: TaskHub | None = None
         self.engine: Engine | None = None
         self.http_calls = HttpCalls(async_sleep_ms=settings.http_async_sleep_ms)   # context.call_http
+        self.queues = None        # functions.queues.QueueBindings: queue triggers and queue output bindings
+        self.api = None
         self.runner: web.AppRunner | None = None
         self.stop_event: asyncio.Event | None = None
         self.reloads = 0
@@ -98,9 +100,12 @@ class Host:
     def _load_app(self):
         from .functions import load_app
         from .functions.invoke import Invoker
+        from .functions.queues import QueueBindings
         only = self.opt.functions or self.settings.functions
         app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict)
-        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities)
+        if self.queues is None:
+            self.queues = QueueBindings(self.settings.queues, os.environ, echo=self.echo)
+        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities, outputs=self.queues)
 
     def load(self) -> None:
         self._swap(*self._load_app())
@@ -185,8 +190,8 @@ class Host:
         address = self.opt.address or s.http_address
         display = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::") else address
         origin = f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
-        api = DurableApi(DurableClient(self.hub, self.engine), s.hub_name, lambda: self.app.orchestrator_names,
-                         origin)
+        api = self.api = DurableApi(DurableClient(self.hub, self.engine), s.hub_name,
+                                    lambda: self.app.orchestrator_names, origin)
         cors = [c for c in (self.opt.cors.split(",") if self.opt.cors else s.cors) if c]
         keys = Keys(s.app_root / ".durafunc" / "keys.json") if self.opt.enable_auth else None
         web_app = HostApp(self, api, cors=cors, keys=keys,
@@ -212,6 +217,7 @@ class Host:
             self.echo("No job functions found.")
         self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
         self._start_timers()
+        self.queues.start(self.app, self._run_queue_function)
         if self.opt.watch:
             self._start_watcher()
 
@@ -256,9 +262,17 @@ class Host:
             return
         log.info("Executed 'Functions.%s' (timer, %d ms)", name, (time.monotonic() - t0) * 1000)
 
+    # -- queue triggers (functions/queues.py listens; this runs the function with its client binding) ------
+    async def _run_queue_function(self, name: str, data, metadata: dict) -> None:
+        fn = self.app.functions.get(name)
+        client_json = self.api.client_binding() if fn is not None and self.needs_client(fn) else None
+        await self.invoker.run_queue(name, data, metadata, client_json)
+
     async def shutdown(self) -> None:
         for task in getattr(self, "_timers", []):
             task.cancel()
+        if self.queues is not None:
+            await self.queues.stop(grace=10)      # no new messages; running invocations finish first
         if self.engine is not None:
             await self.engine.stop(grace=10)
         await self.http_calls.close()
@@ -268,6 +282,8 @@ class Host:
             await self.hub.close()
         if self.invoker is not None:
             self.invoker.close()
+        if self.queues is not None:
+            await self.queues.close()
         if self.azurite is not None:
             self.azurite.stop()
             self.echo("Stopped the managed Azurite.")
@@ -285,7 +301,10 @@ class Host:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
-                path = str(getattr(event, "src_path", ""))
+                if event.event_type in ("opened", "closed_no_write"):
+                    return            # reading a file (the reload's own import) is no change (watchdog >= 4)
+                # an editor that saves by renaming a temporary file moves it onto the .py file
+                path = str(getattr(event, "dest_path", "") or getattr(event, "src_path", ""))
                 if "/.durafunc/" in path or "__pycache__" in path or "/.venv/" in path:
                     return
                 if not (path.endswith(".py") or path.endswith(".json")):
@@ -316,6 +335,7 @@ class Host:
             return
         self._swap(app, invoker)
         self._start_timers()
+        self.queues.start(self.app, self._run_queue_function)
         self.reloads += 1
         self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
 

@@ -98,6 +98,34 @@ STORAGE_PROVIDER_OPTIONS: dict[str, Option] = {
     "poisonMessageMaxDequeueCount": Option(5, "int", 1, 1000),
 }
 
+# extensions.queues (the Storage Queues extension 5.x; shared/docs/core-tools-cli-surface.md 3.1). Durations are
+# .NET TimeSpan strings or milliseconds; lo/hi of a "duration" are milliseconds.
+QUEUES_OPTIONS: dict[str, Option] = {
+    "maxPollingInterval": Option("00:00:02", "duration", 100, 7 * 86400 * 1000),   # 2 s locally (Azure: 1 min)
+    "visibilityTimeout": Option("00:00:00", "duration", 0, 7 * 86400 * 1000),
+    "batchSize": Option(16, "int", 1, 32),
+    "maxDequeueCount": Option(5, "int", 1),
+    "newBatchThreshold": Option(None, "int", 0),                                 # None: batchSize / 2
+    "messageEncoding": Option("base64", "enum", choices=("base64", "none")),
+}
+
+
+@dataclass
+class QueuesOptions:
+    """host.json extensions.queues as durafunc uses it (seconds for durations)."""
+    max_polling_interval: float = 2.0
+    visibility_timeout: float = 0.0
+    batch_size: int = 16
+    max_dequeue_count: int = 5
+    new_batch_threshold: int | None = None
+    message_encoding: str = "base64"
+
+    @property
+    def batch_threshold(self) -> int:
+        """Fetch a new batch when this many messages or fewer are still running (Azure: batchSize / 2)."""
+        return self.batch_size // 2 if self.new_batch_threshold is None else self.new_batch_threshold
+
+
 # Keys people put at the extensions.durableTask level that belong elsewhere (2.x storage keys, 1.x flat keys).
 _MOVED_1X = {
     "azureStorageConnectionStringName": "storageProvider.connectionName",
@@ -154,6 +182,7 @@ class Settings:
     # every known extensions.durableTask key (storageProvider nested): host.json's value, else Durable
     # Functions' default -- what Azure would run with. The typed fields above are what durafunc uses.
     durable_task_options: dict = field(default_factory=dict)
+    queues: QueuesOptions = field(default_factory=QueuesOptions)   # extensions.queues
     skipped_values: list[str] = field(default_factory=list)   # Values names an environment variable overrode
     warnings: list[str] = field(default_factory=list)
 
@@ -255,6 +284,22 @@ def _parse_timespan(value: Any, where: str) -> float:
     return int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s or 0)
 
 
+def _duration(value: Any, lo_ms: int, hi_ms: int, where: str) -> float:
+    """A .NET TimeSpan string or a number of milliseconds -> seconds, within lo_ms..hi_ms."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SettingsError(f"{where}: expected a time span (hh:mm:ss) or milliseconds, got {value!r}")
+    seconds = value / 1000 if isinstance(value, (int, float)) else _parse_timespan(value, where)
+    if not lo_ms / 1000 <= seconds <= hi_ms / 1000:
+        raise SettingsError(f"{where}: must be from {_ms_text(lo_ms)} to {_ms_text(hi_ms)}, got {value!r}")
+    return seconds
+
+
+def _ms_text(ms: int) -> str:
+    if ms and ms % 86400000 == 0:
+        return f"{ms // 86400000} days"
+    return f"{ms} ms" if ms < 1000 or ms % 1000 else f"{ms // 1000} s"
+
+
 def _int_in_range(value: Any, lo: int, hi: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SettingsError(f"{where}: expected a whole number from {lo} to {hi}, got {value!r}")
@@ -281,6 +326,8 @@ def _check_option(opt: Option, value: Any, where: str) -> Any:
         return _bool(value, where)
     if opt.kind == "int":
         return _int_in_range(value, opt.lo, opt.hi, where)
+    if opt.kind == "duration":
+        return _duration(value, opt.lo, opt.hi, where)
     if opt.kind == "timespan":
         if _parse_timespan(value, where) <= 0:
             raise SettingsError(f"{where}: must be greater than zero, got '{value}'")
@@ -423,6 +470,19 @@ def _apply_durable_task(s: Settings, dt_raw: dict, hp: str) -> dict:
     return effective
 
 
+def _read_queues(section: dict, hp: str, warnings: list[str]) -> QueuesOptions:
+    """extensions.queues -> QueuesOptions (unknown keys are warnings, bad values one-line errors)."""
+    q = _read_section(section, QUEUES_OPTIONS, hp, "extensions.queues", warnings)
+    defaults = QueuesOptions()
+    return QueuesOptions(
+        max_polling_interval=q.get("maxPollingInterval", defaults.max_polling_interval),
+        visibility_timeout=q.get("visibilityTimeout", defaults.visibility_timeout),
+        batch_size=q.get("batchSize", defaults.batch_size),
+        max_dequeue_count=q.get("maxDequeueCount", defaults.max_dequeue_count),
+        new_batch_threshold=q.get("newBatchThreshold"),
+        message_encoding=q.get("messageEncoding", defaults.message_encoding))
+
+
 def load_settings(
     app_root: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -470,6 +530,10 @@ def load_settings(
         s.warnings.append(f"{hp}: 'durableTask' at the root is the Functions 1.x schema; "
                           "move it under 'extensions' (ignored)")
     s.durable_task_options = _apply_durable_task(s, dt, hp)
+    queues = _or_empty(_ci_get(extensions, "queues"))
+    if not isinstance(queues, dict):
+        raise SettingsError(f"{hp}: extensions.queues must be an object")
+    s.queues = _read_queues(queues, hp, s.warnings)
     s.hub_name = _resolve_hub_name(s, dt, hp, hub_name)
     s.durable_task_options["hubName"] = s.hub_name
 

@@ -46,6 +46,11 @@ def test_bad_hub_name_and_partition_count(tmp_path):
     one_line_error(run_start(app), "partitionCount", "17")
 
 
+def test_bad_queues_batch_size(tmp_path):
+    app = write_app(tmp_path, host={"version": "2.0", "extensions": {"queues": {"batchSize": 64}}})
+    one_line_error(run_start(app), "host.json", "extensions.queues.batchSize: must be from 1 to 32, got 64")
+
+
 def test_missing_storage_connection(tmp_path):
     app = write_app(tmp_path, local={"Values": {}})
     r = run_start(app, env={"AzureWebJobsStorage": ""})

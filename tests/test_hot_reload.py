@@ -41,3 +41,22 @@ def test_reload_on_change(tmp_path, connection_string):
         assert run_hello(host)[0] == "Bonjour Tokyo"   # still serving the last good code
     finally:
         host.stop()
+
+
+def test_one_reload_per_change_also_for_a_save_by_rename(tmp_path, connection_string):
+    """Reading the app's files (the reload's own import) is no change; an editor that saves by renaming a
+    temporary file over the .py file is one."""
+    app = tmp_path / "hello"
+    shutil.copytree(HELLO, app, ignore=shutil.ignore_patterns(".durafunc", "__pycache__"))
+    host = HostProcess(app, connection_string, "Hr" + uuid.uuid4().hex[:10], reload=True).wait_ready()
+    try:
+        code = (app / "function_app.py").read_text()
+        temp = app / ".function_app.py.swp"
+        temp.write_text(code.replace('f"Hello {city}"', 'f"Hola {city}"'))
+        temp.replace(app / "function_app.py")
+        wait_log(host, "Reloaded 3 functions")
+        assert run_hello(host)[0] == "Hola Tokyo"
+        time.sleep(2)
+        assert host.log().count("Reloaded 3 functions") == 1
+    finally:
+        host.stop()

@@ -35,8 +35,9 @@ def test_bad_schedules(expr, text):
 
 def test_timer_function_fires_on_startup_and_on_schedule(connection_string, tmp_path):
     log = tmp_path / "ticks.log"
+    queue = "tick" + uuid.uuid4().hex[:10]
     host = HostProcess(HERE / "hostapps" / "timerapp", connection_string, "Tm" + uuid.uuid4().hex[:10],
-                       env={"TICK_LOG": str(log)}).wait_ready()
+                       env={"TICK_LOG": str(log), "TICK_QUEUE": queue}).wait_ready()
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
@@ -44,5 +45,8 @@ def test_timer_function_fires_on_startup_and_on_schedule(connection_string, tmp_
         lines = log.read_text().splitlines()
         assert len(lines) >= 3 and lines[0] == "tick past_due=False"
         assert "Tick: timerTrigger" in host.log()
+        from azure.storage.queue import QueueClient
+        texts = [m.content for m in QueueClient.from_connection_string(connection_string, queue).peek_messages(32)]
+        assert len(texts) >= 2 and set(texts) == {"dGljaw=="}        # the return value, base64: "tick"
     finally:
         host.stop()

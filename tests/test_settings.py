@@ -196,6 +196,28 @@ def test_call_http_polling_interval_from_http_settings(tmp_path):
     assert s.http_async_sleep_ms == 30000
 
 
+def qs(**kw):
+    return {"version": "2.0", "extensions": {"queues": kw}}
+
+
+def test_queues_defaults(tmp_path):
+    q = load_settings(app(tmp_path, host={"version": "2.0"}), environ={}).queues
+    assert (q.max_polling_interval, q.visibility_timeout, q.batch_size, q.max_dequeue_count, q.batch_threshold,
+            q.message_encoding) == (2.0, 0.0, 16, 5, 8, "base64")
+
+
+def test_queues_values_timespans_and_milliseconds(tmp_path):
+    s = load_settings(app(tmp_path, host=qs(maxPollingInterval="00:00:05", visibilityTimeout=1500, batchSize=3,
+                                            MaxDequeueCount="2", messageEncoding="None", other=1)), environ={})
+    q = s.queues
+    assert (q.max_polling_interval, q.visibility_timeout, q.batch_size, q.max_dequeue_count, q.batch_threshold,
+            q.message_encoding) == (5.0, 1.5, 3, 2, 1, "none")
+    assert s.warnings == [f"{tmp_path.resolve() / 'host.json'}: unknown key extensions.queues.other (ignored)"]
+    q = load_settings(app(tmp_path, host=qs(batchSize=1, newBatchThreshold=0, maxPollingInterval=100)),
+                      environ={}).queues
+    assert (q.batch_size, q.batch_threshold, q.max_polling_interval) == (1, 0, 0.1)
+
+
 def test_functions_list(tmp_path):
     assert load_settings(app(tmp_path, host={"version": "2.0", "functions": ["a", "b"]}), environ={}).functions \
         == ["a", "b"]
@@ -241,6 +263,19 @@ HOST_ERRORS = [
     (dt(httpSettings={"defaultAsyncRequestSleepTimeMilliseconds": -1}),
      "extensions.durableTask.httpSettings.defaultAsyncRequestSleepTimeMilliseconds: must be from 0 to 2147483647, "
      "got -1"),
+    (qs(batchSize=0), "extensions.queues.batchSize: must be from 1 to 32, got 0"),
+    (qs(batchSize=33), "extensions.queues.batchSize: must be from 1 to 32, got 33"),
+    (qs(batchSize="many"), "extensions.queues.batchSize: expected a whole number from 1 to 32, got 'many'"),
+    (qs(maxDequeueCount=0), "extensions.queues.maxDequeueCount: must be from 1 to 2147483647, got 0"),
+    (qs(newBatchThreshold=-1), "extensions.queues.newBatchThreshold: must be from 0 to 2147483647, got -1"),
+    (qs(maxPollingInterval=50), "extensions.queues.maxPollingInterval: must be from 100 ms to 7 days, got 50"),
+    (qs(maxPollingInterval="soon"), "extensions.queues.maxPollingInterval: 'soon' is not a time span"),
+    (qs(visibilityTimeout=True), "extensions.queues.visibilityTimeout: expected a time span (hh:mm:ss) or "
+                                 "milliseconds, got True"),
+    (qs(visibilityTimeout="8.00:00:00"), "extensions.queues.visibilityTimeout: must be from 0 ms to 7 days, "
+                                         "got '8.00:00:00'"),
+    (qs(messageEncoding="utf8"), "extensions.queues.messageEncoding: 'utf8' is not one of base64, none"),
+    ({"version": "2.0", "extensions": {"queues": 16}}, "extensions.queues must be an object"),
     ({"version": "2.0", "extensions": []}, "'extensions' must be an object"),
     ({"version": "2.0", "extensions": {"http": 1}}, "extensions.http must be an object"),
     ({"version": "2.0", "extensions": {"http": {"routePrefix": 1}}}, "extensions.http.routePrefix must be a string"),

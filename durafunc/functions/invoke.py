@@ -18,6 +18,7 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from ..durable.worker import UserCodeError
 from .logcontext import invocation
 from .model import FunctionInfo, LoadedApp
+from .queues import trigger_value
 
 CLIENT_TYPES = ("durableclient", "orchestrationclient")
 
@@ -93,8 +94,12 @@ def _user_traceback(e: BaseException) -> str:
 
 
 class Invoker:
-    def __init__(self, app: LoadedApp, *, max_workers: int = 10):
+    """Runs the functions of one loaded app. `outputs` (a QueueBindings) writes queue output bindings after a
+    function returns; without it they are not written."""
+
+    def __init__(self, app: LoadedApp, *, max_workers: int = 10, outputs=None):
         self.app = app
+        self.outputs = outputs
         self.pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="durafunc-fn")
 
     def close(self) -> None:
@@ -136,6 +141,23 @@ class Invoker:
             invocation.reset(token)
         return result, outs
 
+    async def _write_outputs(self, fn: FunctionInfo, result: Any, outs: dict) -> None:
+        """Queue output bindings, after the function returned: an `Out` parameter's value, or the return value
+        for `$return`. A value that cannot be written fails the invocation (as in the worker)."""
+        for b in fn.bindings:
+            if b.direction != "out" or b.type.lower() != "queue" or self.outputs is None:
+                continue
+            if b.name == "$return":
+                value = result
+            elif b.name in outs:
+                value = outs[b.name].get()
+            else:
+                continue
+            try:
+                await self.outputs.write(fn, b, value, fn.binding_type(b.name))
+            except Exception as e:  # noqa: BLE001 - conversion or storage failure: the function failed
+                raise FunctionError(type(e).__name__, f"{e} (queue output binding '{b.name}')") from e
+
     def _inputs(self, fn: FunctionInfo, trigger_value: Any, client_json: str | None) -> dict:
         kwargs = {}
         params = fn.parameters
@@ -167,6 +189,7 @@ class Invoker:
         datum = meta.Datum(value=input_text if input_text is not None else "null", type="string")
         value = ActivityTriggerConverter.decode(datum, trigger_metadata={"instanceId": instance_id})
         result, outs = await self._call(fn, self._inputs(fn, value, None))
+        await self._write_outputs(fn, None, outs)
         try:
             encoded = ActivityTriggerConverter.encode(result, expected_type=None)
         except Exception as e:  # noqa: BLE001 - not JSON-serializable
@@ -177,13 +200,15 @@ class Invoker:
     async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None) -> HttpResult:
         fn = self._get(name)
         result, outs = await self._call(fn, self._inputs(fn, request, client_json))
+        await self._write_outputs(fn, result, outs)
         for b in fn.bindings:
             if b.direction == "out" and b.type.lower() == "http" and b.name in outs:
                 result = outs[b.name].get()
         return to_http_result(result)
 
-    async def run_function(self, name: str, input_text: str | None) -> None:
-        """Run a non-HTTP function by hand (POST /admin/functions/{name})."""
+    async def run_function(self, name: str, input_text: str | None, client_json: str | None = None) -> None:
+        """Run a non-HTTP function by hand (POST /admin/functions/{name}); a queue trigger gets the input as the
+        message body."""
         fn = self._get(name)
         if fn.kind == "activity":
             await self.run_activity(name, json.dumps(input_text) if input_text is not None else None,
@@ -192,7 +217,17 @@ class Invoker:
         value: Any = input_text
         if fn.trigger.type.lower() == "timertrigger":
             value = _TimerRequest()
-        await self._call(fn, self._inputs(fn, value, None))
+        elif fn.trigger.type.lower() == "queuetrigger":
+            value = trigger_value(meta.Datum(input_text or "", "string"), {}, fn.binding_type(fn.trigger.name))
+        result, outs = await self._call(fn, self._inputs(fn, value, client_json))
+        await self._write_outputs(fn, result, outs)
+
+    async def run_queue(self, name: str, data: meta.Datum, metadata: dict, client_json: str | None) -> None:
+        """A queue-triggered function for one message: `data` and `metadata` as the host sends them."""
+        fn = self._get(name)
+        value = trigger_value(data, metadata, fn.binding_type(fn.trigger.name))
+        result, outs = await self._call(fn, self._inputs(fn, value, client_json))
+        await self._write_outputs(fn, result, outs)
 
 
 class _TimerRequest(func.TimerRequest):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +60,31 @@ class FunctionInfo:
             return dict(inspect.signature(self.entry).parameters)
         except (TypeError, ValueError):
             return {}
+
+    @cached_property
+    def annotations(self) -> dict[str, typing.Any]:
+        """The entry's resolved type hints (the raw annotations when they do not resolve)."""
+        try:
+            return typing.get_type_hints(self.entry)
+        except Exception:  # noqa: BLE001 - user code: forward references that do not resolve, ...
+            hints = {n: p.annotation for n, p in self.parameters.items() if p.annotation is not p.empty}
+            try:
+                ret = inspect.signature(self.entry).return_annotation
+            except (TypeError, ValueError):
+                ret = inspect.Signature.empty
+            if ret is not inspect.Signature.empty:
+                hints["return"] = ret
+            return hints
+
+    def binding_type(self, name: str) -> typing.Any:
+        """The Python type a binding's parameter is annotated with, as the worker reads it: `T` of
+        `func.Out[T]`, the return annotation for `$return`, None when not annotated."""
+        hint = self.annotations.get("return" if name == "$return" else name)
+        origin = typing.get_origin(hint)
+        if isinstance(origin, type) and origin.__name__ == "Out":
+            args = typing.get_args(hint)
+            return args[0] if args else None
+        return hint
 
 
 @dataclass

@@ -117,7 +117,8 @@ class HostApp:
         value = body.get("input") if isinstance(body, dict) else None
         try:
             await self.host.invoker.run_function(fn.name, value if value is None or isinstance(value, str)
-                                                 else json.dumps(value))
+                                                 else json.dumps(value),
+                                                 self.api.client_binding() if self.host.needs_client(fn) else None)
         except Exception as e:  # noqa: BLE001 - user code
             log.error("function %s failed: %s", fn.name, e)
             return json_error(500, f"{type(e).__name__}: {e}")
@@ -147,8 +148,9 @@ class HostApp:
         except Exception as e:  # noqa: BLE001 - user code failed; the host keeps serving
             message = getattr(e, "message", None) or str(e)
             type_name = getattr(e, "type_name", None) or type(e).__name__
-            log.error("Executed 'Functions.%s' (Failed): %s: %s\n%s", fn.name, type_name, message,
-                      getattr(e, "traceback_text", "") or "")
+            trace = getattr(e, "traceback_text", "") or ""
+            log.error("Executed 'Functions.%s' (Failed): %s: %s%s", fn.name, type_name, message,
+                      f"\n{trace}" if trace else "")
             return json_error(500, f"Function '{fn.name}' failed: {type_name}: {message}")
         log.info("Executed 'Functions.%s' (%s %s -> %s, %d ms)", fn.name, request.method, request.path,
                  result.status, (time.monotonic() - t0) * 1000)

@@ -1,0 +1,2 @@
+def main(city: str) -> str:
+    return f"Hello {city}!"
