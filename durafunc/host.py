@@ -122,9 +122,11 @@ class Host:
             self._routes = RouteTable.for_app(self.app, self.settings.route_prefix)
         return self._routes
 
-    @staticmethod
-    def needs_client(fn) -> bool:
-        return any(b.type.lower() in CLIENT_BINDINGS for b in fn.bindings)
+    def client_json(self, fn) -> str | None:
+        """The durable client binding's JSON for a function that declares one (None otherwise)."""
+        if fn is None or self.api is None or not any(b.type.lower() in CLIENT_BINDINGS for b in fn.bindings):
+            return None
+        return self.api.client_binding()
 
     # -- output ------------------------------------------------------------------------------------
     def function_lines(self, base_url: str) -> list[str]:
@@ -256,7 +258,7 @@ class Host:
             return
         t0 = time.monotonic()
         try:
-            await self.invoker.run_function(name, None)
+            await self.invoker.run_function(name, None, self.client_json(self.app.functions[name]))
         except Exception as e:  # noqa: BLE001 - user code; the schedule goes on
             log.error("Executed 'Functions.%s' (Failed): %s\n%s", name, e, getattr(e, "traceback_text", ""))
             return
@@ -265,7 +267,7 @@ class Host:
     # -- queue triggers (functions/queues.py listens; this runs the function with its client binding) ------
     async def _run_queue_function(self, name: str, data, metadata: dict) -> None:
         fn = self.app.functions.get(name)
-        client_json = self.api.client_binding() if fn is not None and self.needs_client(fn) else None
+        client_json = self.client_json(fn)
         await self.invoker.run_queue(name, data, metadata, client_json)
 
     async def shutdown(self) -> None:

@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
+from .storage.connection import (DEVELOPMENT_STORAGE, expand_connection_string,  # noqa: F401 - re-exported
+                                 parse_connection_string)
+
 DEFAULT_HUB_NAME = "TestHubName"
 DEFAULT_CONNECTION_SETTING = "AzureWebJobsStorage"
 DEFAULT_PORT = 7071
@@ -237,29 +233,6 @@ def read_json_file(path: Path) -> dict:
 
 
 # -- connection strings -----------------------------------------------------------------------------------
-
-def expand_connection_string(value: str | None) -> str | None:
-    """`UseDevelopmentStorage=true` -> the well-known Azurite connection string."""
-    if value is None:
-        return None
-    parts = parse_connection_string(value)
-    if parts.get("usedevelopmentstorage", "").lower() == "true":
-        proxy = parts.get("developmentstorageproxyuri")
-        if proxy:
-            return DEVELOPMENT_STORAGE.replace("http://127.0.0.1", proxy.rstrip("/"))
-        return DEVELOPMENT_STORAGE
-    return value
-
-
-def parse_connection_string(value: str) -> dict[str, str]:
-    """Split `A=b;C=d` into a dict with lower-cased keys (values keep '=' padding)."""
-    out: dict[str, str] = {}
-    for part in value.split(";"):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[k.strip().lower()] = v.strip()
-    return out
-
 
 # -- value checks -----------------------------------------------------------------------------------------
 

@@ -48,5 +48,8 @@ def test_timer_function_fires_on_startup_and_on_schedule(connection_string, tmp_
         from azure.storage.queue import QueueClient
         texts = [m.content for m in QueueClient.from_connection_string(connection_string, queue).peek_messages(32)]
         assert len(texts) >= 2 and set(texts) == {"dGljaw=="}        # the return value, base64: "tick"
+        # a timer-triggered starter gets its durable client binding and starts an orchestration
+        status = host.wait_status(f"/runtime/webhooks/durabletask/instances/kicked-on-startup", timeout=20)
+        assert status["runtimeStatus"] == "Completed" and status["output"] == "kicked by the timer", status
     finally:
         host.stop()

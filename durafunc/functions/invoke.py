@@ -5,10 +5,12 @@ import asyncio
 import contextvars
 import inspect
 import json
+import re
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -81,14 +83,19 @@ class _Out(func.Out):
         return self._value
 
 
+# durafunc's own frames, the Azure SDKs', and the thread pool / event loop that run user code
+_HOST_FRAME = re.compile("|".join([re.escape(str(Path(__file__).resolve().parent.parent)) + r"[/\\]",
+                                   r"[/\\]site-packages[/\\]azure[/\\]",
+                                   r"[/\\]concurrent[/\\]futures[/\\]", r"[/\\]asyncio[/\\]"]))
+
+
 def _user_traceback(e: BaseException) -> str:
     """The user's part of a traceback: the innermost cause (the SDK re-raises orchestrator errors), without the
     frames of durafunc and the Azure SDKs."""
     root = e
     while root.__cause__ is not None:
         root = root.__cause__
-    frames = [f for f in traceback.extract_tb(root.__traceback__)
-              if "/durafunc/" not in f.filename and "/site-packages/azure/" not in f.filename]
+    frames = [f for f in traceback.extract_tb(root.__traceback__) if not _HOST_FRAME.search(f.filename)]
     text = "".join(traceback.format_list(frames)) if frames else ""
     return "Traceback (most recent call last):\n" + text + "".join(traceback.format_exception_only(type(root), root))
 

@@ -118,7 +118,7 @@ class HostApp:
         try:
             await self.host.invoker.run_function(fn.name, value if value is None or isinstance(value, str)
                                                  else json.dumps(value),
-                                                 self.api.client_binding() if self.host.needs_client(fn) else None)
+                                                 self.host.client_json(fn))
         except Exception as e:  # noqa: BLE001 - user code
             log.error("function %s failed: %s", fn.name, e)
             return json_error(500, f"{type(e).__name__}: {e}")
@@ -141,7 +141,7 @@ class HostApp:
                                headers={k: v for k, v in request.headers.items()},
                                params={k: v for k, v in request.query.items()},
                                route_params=route_params, body=body)
-        client_json = self.api.client_binding() if self.host.needs_client(fn) else None
+        client_json = self.host.client_json(fn)
         t0 = time.monotonic()
         try:
             result = await self.host.invoker.run_http(fn.name, req, client_json)

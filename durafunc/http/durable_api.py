@@ -32,6 +32,7 @@ class DurableApi:
         self.hub_name = hub_name
         self.orchestrator_names = orchestrator_names   # callable -> list of names
         self.origin = origin.rstrip("/")               # e.g. http://127.0.0.1:7071
+        self._binding: str | None = None
 
     # -- the durable client binding -------------------------------------------------------------
     def query_suffix(self) -> str:
@@ -54,7 +55,12 @@ class DurableApi:
         }
 
     def client_binding(self) -> str:
-        """The JSON string given to `durableClient` / `orchestrationClient` bindings."""
+        """The JSON string given to `durableClient` / `orchestrationClient` bindings (the same for every call)."""
+        if self._binding is None:
+            self._binding = self._client_binding()
+        return self._binding
+
+    def _client_binding(self) -> str:
         base = f"{self.origin}{PUBLIC_BASE}"
         m = self.management_urls("INSTANCEID")
         return json.dumps({

@@ -11,31 +11,15 @@ from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue._shared.policies_async import LinearRetry as QueueRetry  # not re-exported by queue.aio
 from azure.storage.queue.aio import QueueServiceClient
 
+from .connection import DEVELOPMENT_STORAGE, expand_connection_string  # noqa: F401 - re-exported
+
 # The SDKs log every request and response at INFO; keep only warnings and errors.
 for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.storage", "azure.data.tables"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-_AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    f"AccountKey={_AZURITE_KEY};"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
-
 # Local emulator: give up within about a second instead of the storage SDKs' 15 s+ exponential backoff.
 _RETRIES = 3
 _CONNECT_TIMEOUT = 5
-
-
-def expand_connection_string(conn: str) -> str:
-    """`UseDevelopmentStorage=true` -> the explicit Azurite connection string; anything else unchanged."""
-    parts = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in conn.split(";")) if k.strip()}
-    if parts.get("usedevelopmentstorage", "").lower() == "true":
-        proxy = parts.get("developmentstorageproxyuri")
-        return DEVELOPMENT_STORAGE.replace("http://127.0.0.1", proxy.rstrip("/")) if proxy else DEVELOPMENT_STORAGE
-    return conn
 
 
 class StorageAccount:
