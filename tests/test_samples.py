@@ -103,3 +103,22 @@ def test_counter_entity(connection_string):
 
     s, host = run(connection_string, "counter_entity", f"/api/tally/{key}", then=poke)
     assert s["runtimeStatus"] == "Completed" and s["output"] in (6, 16)   # the +10 may land before or after
+
+
+def test_http_call_with_the_202_polling_pattern(connection_string):
+    s, host = run(connection_string, "http_call", "/api/ship", {"id": "o-7", "item": "book"})
+    assert s["runtimeStatus"] == "Completed" and s["output"] == {"order": "o-7", "tracking": "TRK-o-7"}, s
+    log = host.log()
+    assert log.count("Executed 'Functions.shipment_status'") == 3     # polled twice while 202, then 200
+
+
+def test_queue_starter(connection_string):
+    host = HostProcess(SAMPLES / "queue_starter", connection_string, "S" + uuid.uuid4().hex[:12]).wait_ready()
+    try:
+        r = host.request("POST", "/api/orders", {"id": "42", "item": "book", "quantity": 2})
+        assert r.status == 202 and r.json() == {"queued": "42"}
+        s = host.wait_status("/runtime/webhooks/durabletask/instances/order-42", timeout=30)
+        assert s["runtimeStatus"] == "Completed" and s["output"] == {"order": "42", "reserved": "2 x book"}, s
+        assert "Executed 'Functions.start_order' (Succeeded" in host.log()
+    finally:
+        host.stop()
