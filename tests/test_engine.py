@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -31,6 +32,20 @@ async def run(client, name, input_value=None, instance_id=None, timeout=30):
     assert row is not None and row.runtime_status in (S.Completed, S.Failed, S.Terminated), \
         f"{name} did not finish: {row and row.runtime_status}"
     return row
+
+
+@contextlib.asynccontextmanager
+async def own_engine(connection_string, hub_name, functions, partitions=4):
+    """An engine of its own on a fresh hub, for tests with their own functions: (hub, engine, client)."""
+    hub = TaskHub(connection_string, hub_name, partitions)
+    engine = Engine(hub, functions, EngineOptions(max_polling_interval=0.1, lease_duration=15))
+    await engine.start()
+    try:
+        yield hub, engine, DurableClient(hub, engine)
+    finally:
+        await engine.stop(grace=2)
+        await hub.delete()
+        await hub.close()
 
 
 def output(row):
@@ -290,19 +305,11 @@ async def test_a_host_side_failure_of_an_activity_still_ends_its_task(connection
         yield ctx.call_http("GET", "http://example.invalid/")
         return "unreachable"
 
-    hub = TaskHub(connection_string, hub_name, 4)
-    engine = Engine(hub, FunctionTable({"CallsHttp": df.Orchestrator.create(orch)}, {}),
-                    EngineOptions(max_polling_interval=0.2, lease_duration=15))
-    await engine.start()
-    try:
-        client = DurableClient(hub, engine)
+    async with own_engine(connection_string, hub_name, FunctionTable({"CallsHttp": df.Orchestrator.create(orch)},
+                                                                      {})) as (hub, engine, client):
         row = await client.wait_for(await client.start_new("CallsHttp"), 30)
         assert row.runtime_status == S.Failed
         assert "Activity function 'BuiltIn::HttpActivity' failed:  KeyError" in row.output
-    finally:
-        await engine.stop(grace=2)
-        await hub.delete()
-        await hub.close()
 
 
 async def test_a_timer_beyond_the_queue_limit_hops(connection_string, hub_name):
@@ -319,12 +326,8 @@ async def test_a_timer_beyond_the_queue_limit_hops(connection_string, hub_name):
         yield ctx.create_timer(ctx.current_utc_datetime + timedelta(days=10))
         return "fired"
 
-    hub = TaskHub(connection_string, hub_name, 1)
-    engine = Engine(hub, FunctionTable({"Sleeper": df.Orchestrator.create(orch)}, {}),
-                    EngineOptions(max_polling_interval=0.1, lease_duration=15))
-    await engine.start()
-    try:
-        client = DurableClient(hub, engine)
+    async with own_engine(connection_string, hub_name, FunctionTable({"Sleeper": df.Orchestrator.create(orch)}, {}),
+                          partitions=1) as (hub, engine, client):
         iid = await client.start_new("Sleeper")
         await client.wait_for(iid, 20, until={S.Running})
         for _ in range(100):
@@ -344,7 +347,3 @@ async def test_a_timer_beyond_the_queue_limit_hops(connection_string, hub_name):
         assert await queue.client.peek_messages(max_messages=5) == []
         assert not [e for e in await client.history(iid) if e["EventType"] == EventType.TimerFired]
         assert (await client.get(iid)).runtime_status == S.Running
-    finally:
-        await engine.stop(grace=2)
-        await hub.delete()
-        await hub.close()
