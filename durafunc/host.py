@@ -95,6 +95,8 @@ class Host:
         self.runner: web.AppRunner | None = None
         self.stop_event: asyncio.Event | None = None
         self.reloads = 0
+        self.ready = False              # startup done: file changes reload the app from now on
+        self._changed_early = False     # a file changed while the host was starting
 
     # -- app loading ---------------------------------------------------------------------------
     def _load_app(self):
@@ -170,6 +172,8 @@ class Host:
             self.echo(w if w.startswith("Skipping ") else f"Warning: {w}")   # Core Tools prints Skipping lines as is
         export_values(s)
         sys.path.insert(0, str(s.app_root)) if str(s.app_root) not in sys.path else None
+        if self.opt.watch:
+            self._start_watcher()       # before loading: a change made while the host starts is not missed
         self.load()
         for err in self.app.errors:
             self.echo(f"Error: {err.file}: {err.reason}" + (f" (function '{err.function}' not loaded)"
@@ -217,11 +221,12 @@ class Host:
                 self.echo(line + "\n")
         else:
             self.echo("No job functions found.")
-        self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
         self._start_timers()
         self.queues.start(self.app, self._run_queue_function)
-        if self.opt.watch:
-            self._start_watcher()
+        self.ready = True
+        if self._changed_early:
+            asyncio.get_running_loop().call_soon(self.reload)
+        self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
 
     # -- timer triggers ----------------------------------------------------------------------------
     def _start_timers(self) -> None:
@@ -312,6 +317,9 @@ class Host:
                 if not (path.endswith(".py") or path.endswith(".json")):
                     return
                 def schedule():
+                    if not host.ready:
+                        host._changed_early = True
+                        return
                     if state["handle"]:
                         state["handle"].cancel()
                     state["handle"] = loop.call_later(0.3, host.reload)
