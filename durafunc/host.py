@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -325,6 +326,9 @@ class Host:
                     state["handle"] = loop.call_later(0.3, host.reload)
                 loop.call_soon_threadsafe(schedule)
 
+        # watchdog warns when folders appear quickly under a recursive watch (Azurite's data folder at start):
+        # harmless, and not the user's business
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"watchdog\.")
         observer = Observer()
         observer.schedule(Handler(), str(self.settings.app_root), recursive=True)
         observer.daemon = True

@@ -60,3 +60,22 @@ def test_one_reload_per_change_also_for_a_save_by_rename(tmp_path, connection_st
         assert host.log().count("Reloaded 3 functions") == 1
     finally:
         host.stop()
+
+
+def test_a_managed_azurite_in_the_app_folder_makes_no_noise(tmp_path):
+    """With reload on, a managed Azurite writing its data inside the app folder must not reload the app, nor
+    print warnings (watchdog's about folders appearing quickly under a recursive watch come only now and then)."""
+    from durafunc.azurite import azurite_connection_string
+    from test_azurite import free_ports
+    app = tmp_path / "hello"
+    shutil.copytree(HELLO, app, ignore=shutil.ignore_patterns(".durafunc", "__pycache__"))
+    conn = azurite_connection_string("127.0.0.1", *free_ports())       # nothing listens: durafunc starts one
+    host = HostProcess(app, conn, "Hr" + uuid.uuid4().hex[:10], reload=True).wait_ready()
+    try:
+        assert run_hello(host)[0] == "Hello Tokyo"
+        time.sleep(1)
+        log = host.log()
+    finally:
+        host.stop()
+    assert "Started Azurite" in log and (app / ".durafunc" / "azurite").is_dir()
+    assert "Warning" not in log and "Reloaded" not in log, log
