@@ -27,7 +27,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions import meta
 from azure.functions.queue import QueueMessageInConverter, QueueMessageOutConverter
 
-from ..settings import QueuesOptions, SettingsError, _expand_app_settings, expand_connection_string
+from ..settings import QueuesOptions, SettingsError, _ci_get, _expand_app_settings, expand_connection_string
 from .model import Binding, FunctionInfo, LoadedApp
 
 log = logging.getLogger("durafunc.queues")
@@ -69,11 +69,7 @@ def resolve_queue_name(raw: Any, env: Mapping[str, str], where: str) -> str:
 
 def _setting(env: Mapping[str, str], name: str) -> str | None:
     """An app setting by name, case-insensitively (as IConfiguration reads them); empty counts as missing."""
-    value = env.get(name)
-    if value is None:
-        low = name.lower()
-        value = next((v for k, v in env.items() if k.lower() == low), None)
-    return value or None
+    return _ci_get(env, name) or None
 
 
 def resolve_connection(connection: Any, env: Mapping[str, str]) -> tuple[str, str]:
