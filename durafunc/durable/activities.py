@@ -15,7 +15,7 @@ import logging
 import traceback
 
 from ..storage.errors import StorageUnavailableError
-from ..storage.schema import utcnow
+from ..storage.schema import TERMINAL_STATUSES, utcnow
 from . import events as ev
 from .delivery import Item
 from .worker import UserCodeError
@@ -142,8 +142,11 @@ class ActivityRunner:
         task_id = item.event.get("EventId")
         if e.owns(iid):
             state, _ = await e.orchestrations.load(iid, [])
-            if (inst.get("ExecutionId") or "") != (state.execution_id or "") or \
-                    task_id not in state.completed_ids():
+            answered = (inst.get("ExecutionId") or "") == (state.execution_id or "") and \
+                task_id in state.completed_ids()
+            if state.status in TERMINAL_STATUSES and e.states.get(iid) is state:
+                e.states.pop(iid, None)       # finished instances stay out of memory
+            if not answered:
                 return False
         elif not await e.hub.history.has_completion(iid, inst.get("ExecutionId"), task_id):
             return False

@@ -98,6 +98,7 @@ class Engine:
         self.running = False
         self.hub_gone = False
         self.balancer = None
+        self._stop_task: asyncio.Task | None = None
         self.outage_logged = False
         self.stats = {"episodes": 0, "activities": 0, "repaired": 0, "poisoned": 0}
 
@@ -118,7 +119,13 @@ class Engine:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work, let in-flight episodes and activities finish (bounded), write what is held, give
-        every message still held back to its queue, release the leases."""
+        every message still held back to its queue, release the leases. (Once: a second call waits for the
+        first.)"""
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop(grace))
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace: float) -> None:
         if not self.running and self.balancer is None:
             return
         self.running = False
@@ -143,8 +150,7 @@ class Engine:
         self.states.clear()
         if self.balancer is not None:
             balancer, self.balancer = self.balancer, None
-            if not self.hub_gone:
-                await balancer.stop()
+            await balancer.stop(release=not self.hub_gone)
 
     def spawn(self, coro) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(coro)
@@ -189,7 +195,7 @@ class Engine:
         self.hub_gone = True
         log.error("task hub '%s' was deleted (its History table is gone): the durable engine stops; restart the "
                   "host to create the hub again", self.hub.hub_name)
-        self._stopping = asyncio.get_running_loop().create_task(self.stop(grace=1.0))   # not one of self.tasks
+        self._stop_task = asyncio.get_running_loop().create_task(self._stop(grace=1.0))   # not one of self.tasks
 
     # -- polling --------------------------------------------------------------------------------
     def wake(self, name: str) -> None:
@@ -455,7 +461,7 @@ class Engine:
         retry = []
         for item in items:
             item.failures += 1
-            if item.failures >= self.opt.poison_max_dequeue_count:
+            if item.failures > self.opt.poison_max_dequeue_count:
                 await self.poison(item, f"processing failed {item.failures} times")
             else:
                 retry.append(item)

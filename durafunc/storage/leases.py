@@ -217,13 +217,19 @@ class LeaseBalancer:
             self._tasks = [asyncio.create_task(self._loop(self._take_pass, self.acquire_interval)),
                            asyncio.create_task(self._loop(self._renew_pass, self.renew_interval))]
 
-    async def stop(self) -> None:
-        """Stop the loops, release every owned lease and report each as lost."""
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop the loops, release every owned lease (unless the lease store is gone) and report each as lost."""
         tasks, self._tasks = self._tasks, []
+        me = asyncio.current_task()
         for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            if t is not me:
+                t.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not me), return_exceptions=True)
         owned = sorted(self.owned)
+        if not release:
+            for p in owned:
+                await self._lose(p)
+            return
         results = await asyncio.gather(*(self.leases.release(p) for p in owned), return_exceptions=True)
         for p, r in zip(owned, results):
             if isinstance(r, Exception):
