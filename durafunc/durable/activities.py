@@ -21,6 +21,7 @@ from .delivery import Item
 from .worker import UserCodeError
 
 log = logging.getLogger("durafunc.engine")
+BACKLOG_MAX = 20000          # work items that may wait here for a slot while this host is alone on the hub
 
 
 def activity_input(scheduled: str | None) -> str | None:
@@ -37,34 +38,69 @@ def activity_input(scheduled: str | None) -> str | None:
 
 
 class ActivityRunner:
+    """Runs up to `capacity` activities at once. While this host is the only one on the hub, the activities it
+    schedules beyond that wait here (their work items held hidden) instead of going through the queue; when
+    another host shows up, they are given back to the queue, for every host."""
+
     def __init__(self, engine):
         self.engine = engine
         self.capacity = max(1, engine.opt.max_concurrent_activities)
-        self.used = 0                    # slots reserved or running
+        self.reserved = 0                # slots promised to work items being sent
+        self.backlog: list[Item] = []    # held work items waiting for a slot (this host alone on the hub)
         self._freed = asyncio.Event()
         self.running: dict[str, asyncio.Task] = {}   # work-item message id -> its task
         self.completed = 0
 
+    @property
+    def used(self) -> int:
+        return len(self.running) + self.reserved + len(self.backlog)
+
+    def alone(self) -> bool:
+        b = self.engine.balancer
+        return b is not None and b.first_pass.is_set() and not b.other_workers
+
     # -- slots ------------------------------------------------------------------------------------
     def reserve(self) -> bool:
-        """Take a slot for an activity this host is about to schedule (False: all busy; let another host run
-        it)."""
-        if self.used >= self.capacity:
+        """Promise a slot to an activity this host is about to schedule (False: all busy and other hosts share
+        the hub; let one of them run it)."""
+        if self.used >= self.capacity and not (self.alone() and len(self.backlog) < BACKLOG_MAX):
             return False
-        self.used += 1
+        self.reserved += 1
         return True
 
     def unreserve(self) -> None:
-        self.used = max(0, self.used - 1)
+        self.reserved = max(0, self.reserved - 1)
         self._freed.set()
 
     def run_reserved(self, item: Item) -> None:
-        """Run a work item this host sent itself (its slot is reserved)."""
-        self._start(item)
+        """Run a work item this host sent itself (its slot was reserved), or keep it for the next free slot."""
+        self.reserved = max(0, self.reserved - 1)
+        self.engine.held.hold(item)
+        if len(self.running) < self.capacity:
+            self._start(item)
+        else:
+            self.backlog.append(item)
 
     def _start(self, item: Item) -> None:
         self.engine.held.hold(item)
         self.running[item.id] = self.engine.spawn(self._run(item))
+
+    def _next(self) -> None:
+        while self.backlog and len(self.running) < self.capacity and self.engine.running:
+            item = self.backlog.pop(0)
+            if self.engine.held.get(item.id) is item:
+                self._start(item)
+        self._freed.set()
+
+    async def share(self) -> None:
+        """Other hosts share the hub now: the work items waiting here go back to the queue, for all."""
+        if not self.backlog or self.alone():
+            return
+        items, self.backlog = self.backlog, []
+        log.info("giving %d waiting activities back to %s for the other hosts", len(items),
+                 self.engine.hub.work_items.name)
+        await self.engine.release_items(items)
+        self._freed.set()
 
     # -- polling the work-item queue --------------------------------------------------------------
     async def poll_loop(self) -> None:
@@ -92,7 +128,6 @@ class ActivityRunner:
                 item.hidden_for(e.opt.work_item_visibility)
                 if not e.running:
                     break
-                self.used += 1
                 self._start(item)
 
     # -- running --------------------------------------------------------------------------------
@@ -132,7 +167,7 @@ class ActivityRunner:
             e.held.release(item)
         finally:
             self.running.pop(item.id, None)
-            self.unreserve()
+            self._next()
 
     async def _answered(self, item: Item, inst: dict) -> bool:
         """A work item from the queue: has its result been committed already (its host died between the commit
@@ -188,7 +223,9 @@ class ActivityRunner:
 
     # -- stopping ----------------------------------------------------------------------------------
     async def stop(self, grace: float) -> None:
-        """Let running activities finish (bounded); the ones cut off show up again for another host."""
+        """Let running activities finish (bounded); the ones cut off (and the ones waiting) show up again for
+        another host."""
+        self.backlog.clear()          # still held: the engine gives them back
         tasks = list(self.running.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)

@@ -90,7 +90,7 @@ class Engine:
         self.activities = ActivityRunner(self)
         self.orchestrations = OrchestrationEpisodes(self)
         self.entities = EntityEpisodes(self)
-        self.rows = RowWriter(hub.instances.write, self._row_etag, hub.history.sentinel_etag, self.delete_items,
+        self.rows = RowWriter(hub.instances.write, self._row_etag, hub.history.sentinel_etag, self._delete_later,
                               delay=self.opt.row_delay, refresh=self.opt.row_refresh)
         self.orchestration_slots = asyncio.Semaphore(self.opt.max_concurrent_orchestrations)
         self.wakeups: dict[str, asyncio.Event] = {}
@@ -276,6 +276,7 @@ class Engine:
         """Renew the held messages about to show up again (a long episode, a busy host, a waiting delete)."""
         while self.running:
             await asyncio.sleep(RENEW_CHECK)
+            await self.activities.share()
             due = self.held.due()
             for i in range(0, len(due), 50):
                 await asyncio.gather(*(self._renew(item) for item in due[i:i + 50]))
@@ -362,6 +363,10 @@ class Engine:
                 pass    # it shows up again: a duplicate then, dropped (and deleted) by whoever gets it
         if items:
             await asyncio.gather(*(one(i) for i in items))
+
+    async def _delete_later(self, items: list[Item]) -> None:
+        """The row writer's deletes: in the background (they are held, and renewed, until done)."""
+        self.spawn(self.delete_items(items))
 
     async def release_items(self, items: list[Item]) -> None:
         """Give messages this host will not process back to their queues, visible at once (an in-memory result

@@ -227,5 +227,5 @@ class OrchestrationEpisodes:
             e.outbox.release(sent)
             changed = d.reset_history or rewrite or before != d.status
             await e.rows.write(iid, row, final=False, history_etag=state.etag, after=consumed if changed else [])
-            if not changed:
-                await e.delete_items(consumed)
+            if not changed and consumed:
+                e.spawn(e.delete_items(consumed))      # off the instance's path: the next episode need not wait

@@ -210,6 +210,7 @@ class LeaseBalancer:
         self._tasks: list[asyncio.Task] = []
         self._adopted = False
         self.first_pass = asyncio.Event()    # set once the first take pass is over (this host knows its partitions)
+        self.other_workers: set[str] = set()  # the other live lease owners at the last take pass
 
     def start(self) -> None:
         if not self._tasks:
@@ -300,6 +301,7 @@ class LeaseBalancer:
                         await self._gain(lease.partition)
         live = [lease for lease in leases if not lease.expired]
         workers = {lease.owner.lower() for lease in live} | {self.leases.worker_id.lower()}
+        self.other_workers = workers - {self.leases.worker_id.lower()}
         target = max(1, math.ceil(len(leases) / len(workers)))
         needed = target - len(self.owned)
         if needed <= 0:
