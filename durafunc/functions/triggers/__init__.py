@@ -54,9 +54,18 @@ class Listeners:
         kinds, host_error = self._kinds(app)
         errors: dict[str, str] = {}
         warnings: list[str] = []
+        if self.io is not None:
+            for fn in app.functions.values():
+                problems, hints = self.io.problems(fn)
+                if problems:
+                    listens = fn.trigger.type.lower() in kinds or fn.trigger.type.lower() == "blobtrigger"
+                    errors[fn.name] = f"function '{fn.name}': {problems[0]}" + \
+                        (" (the function does not listen)" if listens else "")
+                warnings.extend(hints)
         groups: dict[str, list] = {}
         for fn in app.functions.values():
-            groups.setdefault(fn.trigger.type.lower(), []).append(fn)
+            if fn.name not in errors:
+                groups.setdefault(fn.trigger.type.lower(), []).append(fn)
         if host_error and "blobtrigger" in groups:
             for fn in groups.pop("blobtrigger"):
                 errors[fn.name] = f"function '{fn.name}': {host_error} (the function does not listen)"
@@ -67,12 +76,6 @@ class Listeners:
             listeners, errs = kind.build_all(fns, run)
             self.active.extend(listeners)
             errors.update(errs)
-        if self.io is not None:
-            for fn in app.functions.values():
-                problems, hints = self.io.problems(fn)
-                if problems and fn.name not in errors:
-                    errors[fn.name] = f"function '{fn.name}': {problems[0]}"
-                warnings.extend(hints)
         for fn in app.functions:
             if fn in errors:
                 self.echo(f"Error: {errors[fn]}")
