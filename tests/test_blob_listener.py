@@ -213,11 +213,11 @@ async def test_failures_go_to_the_poison_queue_after_max_dequeue_count(connectio
 
 async def test_trigger_errors_are_one_line_and_the_others_listen(connection_string):
     host = Host(connection_string, "h" + uuid.uuid4().hex[:8], [
-        blob_function("nocontainer", "justaname"), blob_function("badsource", "c1/{name}", source="Queue"),
+        blob_function("nocontainer", "/justaname"), blob_function("badsource", "c1/{name}", source="Queue"),
         blob_function("badconn", "c1/{name}", connection="Nope"), blob_function("fine", "c1/{name}",
                                                                                 source="EventGrid")])
     assert host.errors == {
-        "nocontainer": "function 'nocontainer': Invalid blob trigger path 'justaname'. Paths must be in the format "
+        "nocontainer": "function 'nocontainer': Invalid blob trigger path '/justaname'. Paths must be in the format "
                        "'container/blob'. (the function does not listen)",
         "badsource": "function 'badsource': source must be 'LogsAndContainerScan' or 'EventGrid', got 'Queue' "
                      "(the function does not listen)",

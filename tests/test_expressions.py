@@ -111,11 +111,14 @@ def test_blob_trigger_patterns_capture_as_the_sdk():
     assert p.prefix == "images/" and p.match("in", "images/7-thumb.png") == {"id": "7"}
     assert p.match("in", "images/7-thumb.jpg") is None and p.match("in", "docs/7-thumb.png") is None
     assert blob_pattern("in/literal.txt").match("in", "literal.txt") == {}
+    p = blob_pattern("mycontainer")                                   # a container alone: every blob in it
+    assert p.match("mycontainer", "any/thing.bin") == {} and p.match("other", "x") is None
 
 
 @pytest.mark.parametrize("path,message", [
-    ("justacontainer", "Paths must be in the format 'container/blob'"),
-    ("{c}/x", "the container name cannot contain binding expressions"),
+    ("container/", "Paths must be in the format 'container/blob'"),
+    ("/blob", "Paths must be in the format 'container/blob'"),
+    ("{c}/x", "Container paths cannot contain {resolve} tokens"),
     ("c/{a}/{A}", "'{A}' is used twice"),
     ("c/{sys.randguid}", "cannot be used in a trigger path"),
     ("c/{rand-guid}", "cannot be used in a trigger path"),

@@ -322,16 +322,20 @@ class BlobPattern:
 
 
 def blob_pattern(path: str) -> BlobPattern:
-    """Compile `container/pattern` (`samples/{name}`, `in/{name}.{ext}`, `in/images/{name}`); raises
-    ExpressionError for a path without a container, a container with an expression, or a pattern that reuses
-    a name."""
-    if not isinstance(path, str) or "/" not in path.strip("/"):
+    """Compile `container/pattern` (`samples/{name}`, `in/{name}.{ext}`, `in/images/{name}`; a container alone
+    matches every blob in it), as the Storage extension's BlobPathSource; raises ExpressionError for an empty
+    container or blob part, a container with an expression, or a pattern that reuses a name."""
+    if not isinstance(path, str) or not path:
+        raise ExpressionError("Blob paths must not be null.")
+    container, slash, blob = path.partition("/")
+    if (slash and (not container or not blob)) or "\\" in container:
         raise ExpressionError(f"Invalid blob trigger path '{path}'. Paths must be in the format "
                               "'container/blob'.")
-    container, _, blob = path.strip("/").partition("/")
     if "{" in container or "}" in container:
-        raise ExpressionError(f"Invalid blob trigger path '{path}': the container name cannot contain binding "
-                              "expressions.")
+        raise ExpressionError(f"Invalid blob trigger path '{path}'. Container paths cannot contain {{resolve}} "
+                              "tokens.")
+    if not slash:
+        return BlobPattern(path, container, parse(""), re.compile(r"^.*$", re.S))
     template = parse(blob)
     seen: set[str] = set()
     regex = ["^"]
