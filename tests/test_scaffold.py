@@ -172,3 +172,4 @@ def test_the_wheel_carries_every_template(tmp_path):
     assert {"durafunc/templates/app/host.json", "durafunc/templates/v2/function_app.py",
             "durafunc/templates/v1/Durable Functions orchestrator/function.json"} <= expected
     assert expected <= names, sorted(expected - names)
+    assert {"durafunc/functions/triggers/blob.py", "durafunc/functions/bindings.py"} <= names   # every package
