@@ -58,6 +58,16 @@ def test_str_with_data_type_string_and_bytes_by_annotation(v2):
     assert s.wait_blob("out", "sha-blob.bin") == f"bytes:{hashlib.sha256(payload).hexdigest()}"
 
 
+def test_str_annotation_without_data_type_gets_bytes_with_a_warning_at_start(v2):
+    host, s = v2
+    warnings = [line for line in host.log().splitlines() if line.startswith("Warning:")]
+    assert warnings == ["Warning: function 'str_without_data_type': parameter 'text' is annotated 'str' but its "
+                        "blobTrigger binding has no dataType 'string': it gets bytes, as on Azure (set "
+                        "\"dataType\": \"string\", data_type=\"STRING\" in the v2 model)"]
+    s.put("loose", "x.txt", "text")
+    assert s.wait_blob("out", "loose-x.txt") == "bytes"
+
+
 def test_a_changed_blob_runs_again_an_unchanged_one_does_not(v2):
     host, s = v2
     s.put("text", "again", "one")

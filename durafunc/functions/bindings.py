@@ -89,6 +89,10 @@ class BindingIO:
                     available = None          # the trigger's own error is reported by its listener
             if trigger == "activitytrigger":
                 available.add(fn.trigger.name.lower())
+        if trigger == "blobtrigger":
+            hint = blobs.annotation_warning(fn.name, fn.trigger, fn.binding_type(fn.trigger.name))
+            if hint:
+                warnings.append(hint)
         for b in fn.bindings:
             if not _is_storage(b):
                 continue

@@ -134,3 +134,10 @@ def typo(myblob: func.InputStream, out: func.Out[str]) -> None:
 @app.blob_output(arg_name="$return", path="%BP%-out/echo-{queueTrigger}.txt", connection="")
 def echo(msg: str) -> str:
     return f"echo {msg}"
+
+
+@app.blob_trigger(arg_name="text", path="%BP%-loose/{name}", connection="")
+@app.blob_output(arg_name="out", path="%BP%-out/loose-{name}", connection="")
+def str_without_data_type(text: str, out: func.Out[str]) -> None:
+    """Annotated str, but no data_type="STRING": the host sends bytes (a warning at start says so)."""
+    out.set(type(text).__name__)
