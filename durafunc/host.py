@@ -91,9 +91,8 @@ class Host:
         self.hub: TaskHub | None = None
         self.engine: Engine | None = None
         self.http_calls = HttpCalls(async_sleep_ms=settings.http_async_sleep_ms)   # context.call_http
-        self.storage = None       # functions.clients.StorageClients: the accounts of the app's bindings
-        self.bindings = None      # functions.bindings.BindingIO: blob/table inputs, queue/blob/table outputs
-        self.listeners = None     # functions.triggers.Listeners: timer, queue and blob triggers
+        self.listeners = None     # functions.triggers.Listeners: timer, queue and blob triggers (and `io`, the
+                                  # app's storage bindings)
         self.api = None
         self.runner: web.AppRunner | None = None
         self.stop_event: asyncio.Event | None = None
@@ -108,15 +107,9 @@ class Host:
         only = self.opt.functions or self.settings.functions
         app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict)
         if self.listeners is None:
-            from .functions.bindings import BindingIO
-            from .functions.clients import StorageClients
             from .functions.triggers import Listeners
-            self.storage = StorageClients(os.environ)
-            self.listeners = Listeners(self.storage, os.environ, self.settings.queues, echo=self.echo)
-            self.bindings = self.listeners.io = BindingIO(
-                self.storage, os.environ, self.settings.queues, on_queue_write=self.listeners.queue_written,
-                on_blob_write=self.listeners.blob_written)
-        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities, io=self.bindings)
+            self.listeners = Listeners.for_host(os.environ, self.settings.queues, echo=self.echo)
+        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities, io=self.listeners.io)
 
     def load(self) -> None:
         self._swap(*self._load_app())
@@ -252,8 +245,8 @@ class Host:
             await self.hub.close()
         if self.invoker is not None:
             self.invoker.close()
-        if self.storage is not None:
-            await self.storage.close()
+        if self.listeners is not None:
+            await self.listeners.close()
         if self.azurite is not None:
             self.azurite.stop()
             self.echo("Stopped the managed Azurite.")

@@ -12,8 +12,6 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from durafunc.functions.model import Binding, FunctionInfo, LoadedApp
-from durafunc.functions.bindings import BindingIO
-from durafunc.functions.clients import StorageClients
 from durafunc.functions.triggers import Listeners
 from durafunc.functions.triggers.queue import QueueListener
 from durafunc.settings import QueuesOptions
@@ -215,9 +213,8 @@ async def test_bindings_write_outputs_that_a_listener_receives(connection_string
         got.append((name, event.data.value, event.binding_data["QueueTrigger"]))
 
     lines = []
-    clients = StorageClients(env)
-    listeners = Listeners(clients, env, QueuesOptions(), echo=lines.append)
-    io = listeners.io = BindingIO(clients, env, QueuesOptions(), on_queue_write=listeners.queue_written)
+    listeners = Listeners.for_host(env, QueuesOptions(), echo=lines.append)
+    io = listeners.io
     try:
         listeners.start(app, run)
         assert [l.function for l in listeners.active] == ["reader"] and lines == []
@@ -233,4 +230,4 @@ async def test_bindings_write_outputs_that_a_listener_receives(connection_string
         assert [m.content for m in await client.peek_messages()] == []
         await client.delete_queue()
         await client.close()
-        await clients.close()
+        await listeners.close()

@@ -33,6 +33,16 @@ class Listeners:
         self.run: Run | None = None
         self._retiring: set[asyncio.Task] = set()
 
+    @classmethod
+    def for_host(cls, env, queues_options: QueuesOptions, *, echo: Callable[[str], Any] = print) -> "Listeners":
+        """The listeners of a host with their storage clients and the app's storage bindings (`io`, for the
+        Invoker): a write of this host to a watched queue or container wakes its listener."""
+        from ..bindings import BindingIO
+        listeners = cls(StorageClients(env), env, queues_options, echo=echo)
+        listeners.io = BindingIO(listeners.clients, env, queues_options, on_queue_write=listeners.queue_written,
+                                 on_blob_write=listeners.blob_written)
+        return listeners
+
     def _kinds(self, app: LoadedApp) -> tuple[dict[str, Any], str | None]:
         kinds: dict[str, Any] = {
             "timertrigger": TimerTriggers(self.env),
@@ -106,10 +116,11 @@ class Listeners:
             if isinstance(listener, BlobTriggerListener):
                 listener.wake(conn, container)
 
-    def listener(self, function: str):
-        return next((l for l in self.active if getattr(l, "function", None) == function), None)
-
     async def stop(self, grace: float = 10.0) -> None:
         """Stop every listener; running invocations get `grace` seconds to finish."""
         active, self.active = self.active, []
         await asyncio.gather(*(l.stop(grace) for l in active), *list(self._retiring), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Close the storage clients (after `stop`)."""
+        await self.clients.close()
