@@ -198,3 +198,51 @@ def test_next_occurrences_in_another_time_zone_show_local_then_utc():
     utc = local.astimezone(timezone.utc)
     offset = local.strftime("%z")
     assert first == (f"01/02/2024 09:00:00{offset[:3]}:{offset[3:]} ({utc.strftime('%m/%d/%Y %H:%M:%S')}Z)")
+
+
+# -- start-time checks of a function's storage bindings (no I/O) ------------------------------------------------
+
+def _fn(trigger: Binding, *bindings: Binding, annotations: dict | None = None):
+    from pathlib import Path
+
+    from durafunc.functions.model import FunctionInfo
+
+    def entry(**kwargs):
+        pass
+    entry.__annotations__ = dict(annotations or {})
+    return FunctionInfo("f", "other", trigger, [trigger, *bindings], Path(__file__), entry, False, "f")
+
+
+def test_binding_problems_reported_at_start():
+    from durafunc.functions.bindings import BindingIO
+    from durafunc.functions.clients import StorageClients
+    from durafunc.settings import QueuesOptions
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "OUT": "results"}
+    io = BindingIO(StorageClients(env), env, QueuesOptions())
+    http = Binding("httpTrigger", "in", "req", {})
+    timer = Binding("timerTrigger", "in", "t", {"schedule": "0 * * * * *"})
+    blob_trigger = Binding("blobTrigger", "in", "b", {"path": "in/{name}"})
+
+    def problems(trigger, *bindings, annotations=None):
+        return io.problems(_fn(trigger, *bindings, annotations=annotations))
+
+    assert problems(http, Binding("blob", "out", "o", {"path": "%OUT%/{id}.txt"})) == ([], [])
+    assert problems(http, Binding("blob", "out", "o", {"path": "%OUT%/{id}.txt", "connection": "Nope"}))[0] == [
+        "binding 'o' (blob): Storage account connection string 'AzureWebJobsNope' does not exist. Make sure that "
+        "it is a defined App Setting."]
+    assert problems(http, Binding("blob", "in", "o", {"path": "nocontainer"}))[0] == [
+        "binding 'o' (blob): Invalid blob path specified : 'nocontainer'. Blob identifiers must be in the format "
+        "'container/blob'."]
+    assert problems(http, Binding("blob", "in", "o", {"path": "c1x/a", "dataType": "text"}))[0] == [
+        "binding 'o' (blob): dataType must be one of string, binary, stream, got 'text'"]
+    assert problems(http, Binding("table", "out", "o", {"tableName": "bad-name"}))[0] == [
+        "binding 'o' (table): Invalid table name: 'bad-name' (3-63 letters and digits, starting with a letter)"]
+    assert problems(http, Binding("queue", "out", "o", {"queueName": "%MISSING%"}))[0] == [
+        "binding 'o' (queue): app setting '%MISSING%' is not defined"]
+    errors, _ = problems(timer, Binding("blob", "out", "o", {"path": "out/{name}"}))   # a timer has no {name}
+    assert errors[0].startswith("binding 'o' (blob): Unable to resolve binding parameter 'name'.")
+    assert problems(blob_trigger, Binding("blob", "out", "o", {"path": "out/{name}-{sys.randguid}"})) == ([], [])
+    _, warnings = problems(http, Binding("blob", "in", "o", {"path": "c1x/a"}), annotations={"o": str})
+    assert warnings == ["function 'f': parameter 'o' is annotated 'str' but its blob binding has no dataType "
+                        "'string': it gets bytes, as on Azure (set \"dataType\": \"string\", data_type=\"STRING\" "
+                        "in the v2 model)"]

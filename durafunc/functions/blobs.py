@@ -51,8 +51,7 @@ def data_type(binding: Binding | None) -> str | None:
         return None
     value = str(raw).lower()
     if value not in DATA_TYPES:
-        raise BlobBindingError(f"binding '{binding.name}': dataType must be one of string, binary, stream, "
-                               f"got '{raw}'")
+        raise BlobBindingError(f"dataType must be one of string, binary, stream, got '{raw}'")
     return value
 
 
