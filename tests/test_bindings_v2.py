@@ -29,7 +29,7 @@ def v2(connection_string):
 def test_start_reports_the_function_that_cannot_listen(v2):
     host, s = v2
     errors = [line for line in host.log().splitlines() if line.startswith("Error:")]
-    assert errors == [f"Error: function 'typo': binding 'out' (blob): Unable to resolve binding parameter 'name'. "
+    assert errors == ["Error: function 'typo': binding 'out' (blob): Unable to resolve binding parameter 'name'. "
                       "Binding expressions must map to either a value provided by the trigger or a property of the "
                       "value the trigger is bound to, or must be a system binding expression (e.g. sys.randguid, "
                       "sys.utcnow, etc.). (the function does not listen)"]

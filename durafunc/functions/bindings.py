@@ -16,7 +16,7 @@ from ..settings import QueuesOptions
 from . import blobs, queues, tables
 from .clients import StorageClients
 from .errors import BindingError, service_message
-from .expressions import ExpressionError, check_resolvable, expand_settings, parse, resolve
+from .expressions import ExpressionError, blob_pattern, check_resolvable, expand_settings, parse, resolve
 from .model import Binding, FunctionInfo
 
 STORAGE_TYPES = ("blob", "table", "queue")
@@ -82,7 +82,6 @@ class BindingIO:
             available = SYSTEM_CONTRACT | TRIGGER_CONTRACTS[trigger]
             if trigger == "blobtrigger":
                 try:
-                    from .expressions import blob_pattern
                     path = expand_settings(str(fn.trigger.raw.get("path", "")), self.env)
                     available |= {p.lower() for p in blob_pattern(path).parameters}
                 except BindingError:
@@ -115,7 +114,7 @@ class BindingIO:
                         elif kind == "table" and key == "tableName":
                             tables.check_table_name(text)
                         elif kind == "queue":
-                            queues.resolve_queue_name(text, self.env, where)
+                            queues.resolve_queue_name(text, self.env, f"queueName '{text}'")
                 if kind == "blob":
                     blobs.data_type(b)
                     hint = blobs.annotation_warning(fn.name, b, fn.binding_type(b.name)) \
