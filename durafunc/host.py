@@ -91,7 +91,8 @@ class Host:
         self.hub: TaskHub | None = None
         self.engine: Engine | None = None
         self.http_calls = HttpCalls(async_sleep_ms=settings.http_async_sleep_ms)   # context.call_http
-        self.queues = None        # functions.queues.QueueBindings: queue triggers and queue output bindings
+        self.listeners = None     # functions.triggers.Listeners: timer, queue and blob triggers (and `io`, the
+                                  # app's storage bindings)
         self.api = None
         self.runner: web.AppRunner | None = None
         self.stop_event: asyncio.Event | None = None
@@ -103,12 +104,12 @@ class Host:
     def _load_app(self):
         from .functions import load_app
         from .functions.invoke import Invoker
-        from .functions.queues import QueueBindings
         only = self.opt.functions or self.settings.functions
         app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict)
-        if self.queues is None:
-            self.queues = QueueBindings(self.settings.queues, os.environ, echo=self.echo)
-        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities, outputs=self.queues)
+        if self.listeners is None:
+            from .functions.triggers import Listeners
+            self.listeners = Listeners.for_host(os.environ, self.settings.queues, echo=self.echo)
+        return app, Invoker(app, max_workers=self.settings.max_concurrent_activities, io=self.listeners.io)
 
     def load(self) -> None:
         self._swap(*self._load_app())
@@ -222,65 +223,19 @@ class Host:
                 self.echo(line + "\n")
         else:
             self.echo("No job functions found.")
-        self._start_timers()
-        self.queues.start(self.app, self._run_queue_function)
+        self.listeners.start(self.app, self._run_triggered)
         self.ready = True
         if self._changed_early:
             asyncio.get_running_loop().call_soon(self.reload)
         self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
 
-    # -- timer triggers ----------------------------------------------------------------------------
-    def _start_timers(self) -> None:
-        from .functions.schedule import ScheduleError, parse_schedule
-        from .settings import _expand_app_settings
-        for task in getattr(self, "_timers", []):
-            task.cancel()
-        self._timers = []
-        for fn in self.app.functions.values():
-            if fn.trigger.type.lower() != "timertrigger":
-                continue
-            raw = fn.trigger.raw
-            try:
-                text = _expand_app_settings(str(raw.get("schedule", "")), os.environ, f"function '{fn.name}'")
-                schedule = parse_schedule(text)
-            except (ScheduleError, Exception) as e:  # noqa: BLE001 - report and skip this function
-                self.echo(f"Error: function '{fn.name}': {e}")
-                continue
-            startup = str(raw.get("runOnStartup", raw.get("run_on_startup", False))).lower() == "true"
-            self._timers.append(asyncio.get_running_loop().create_task(self._timer_loop(fn.name, schedule, startup)))
-
-    async def _timer_loop(self, name: str, schedule, run_on_startup: bool) -> None:
-        from .functions.schedule import utcnow
-        if run_on_startup:
-            await self._fire_timer(name)
-        while True:
-            now = utcnow()
-            due = schedule.next_after(now)
-            await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
-            await self._fire_timer(name)
-
-    async def _fire_timer(self, name: str) -> None:
-        if name not in self.app.functions:
-            return
-        t0 = time.monotonic()
-        try:
-            await self.invoker.run_function(name, None, self.client_json(self.app.functions[name]))
-        except Exception as e:  # noqa: BLE001 - user code; the schedule goes on
-            log.error("Executed 'Functions.%s' (Failed): %s\n%s", name, e, getattr(e, "traceback_text", ""))
-            return
-        log.info("Executed 'Functions.%s' (timer, %d ms)", name, (time.monotonic() - t0) * 1000)
-
-    # -- queue triggers (functions/queues.py listens; this runs the function with its client binding) ------
-    async def _run_queue_function(self, name: str, data, metadata: dict) -> None:
-        fn = self.app.functions.get(name)
-        client_json = self.client_json(fn)
-        await self.invoker.run_queue(name, data, metadata, client_json)
+    # -- triggers (functions/triggers listens; this runs the function with its client binding) ------------
+    async def _run_triggered(self, name: str, event) -> None:
+        await self.invoker.run_triggered(name, event, self.client_json(self.app.functions.get(name)))
 
     async def shutdown(self) -> None:
-        for task in getattr(self, "_timers", []):
-            task.cancel()
-        if self.queues is not None:
-            await self.queues.stop(grace=10)      # no new messages; running invocations finish first
+        if self.listeners is not None:
+            await self.listeners.stop(grace=10)   # no new triggers; running invocations finish first
         if self.engine is not None:
             await self.engine.stop(grace=10)
         await self.http_calls.close()
@@ -290,8 +245,8 @@ class Host:
             await self.hub.close()
         if self.invoker is not None:
             self.invoker.close()
-        if self.queues is not None:
-            await self.queues.close()
+        if self.listeners is not None:
+            await self.listeners.close()
         if self.azurite is not None:
             self.azurite.stop()
             self.echo("Stopped the managed Azurite.")
@@ -348,8 +303,7 @@ class Host:
             self.echo("Reload failed, still running the previous code.")
             return
         self._swap(app, invoker)
-        self._start_timers()
-        self.queues.start(self.app, self._run_queue_function)
+        self.listeners.reload(self.app)
         self.reloads += 1
         self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
 

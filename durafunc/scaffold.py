@@ -18,7 +18,7 @@ def _templates_dir() -> Path:
 
 TEMPLATES = _templates_dir()
 TEMPLATE_NAMES = ["Durable Functions orchestrator", "Durable Functions activity", "Durable Functions HTTP starter",
-                  "Durable Functions entity", "HTTP trigger", "Timer trigger"]
+                  "Durable Functions entity", "HTTP trigger", "Timer trigger", "Blob trigger"]
 AUTH_LEVELS = ("anonymous", "function", "admin")
 V1_APP = {  # folder -> template, as Core Tools' Python durable quickstart
     "DurableFunctionsHttpStart": ("Durable Functions HTTP starter", {"route": "orchestrators"}),

@@ -1,4 +1,4 @@
-"""QueueListener and QueueBindings in process, against the test Azurite: concurrency, visibility renewal, retry
+"""QueueListener and the queue side of Listeners and BindingIO in process, against the test Azurite: concurrency, visibility renewal, retry
 delay, poison rules, shutdown. The invoked "function" is a plain coroutine of the test."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from durafunc.functions.model import Binding, FunctionInfo, LoadedApp
-from durafunc.functions.queues import QueueBindings, QueueListener
+from durafunc.functions.triggers import Listeners
+from durafunc.functions.triggers.queue import QueueListener
 from durafunc.settings import QueuesOptions
 
 
@@ -208,23 +209,25 @@ async def test_bindings_write_outputs_that_a_listener_receives(connection_string
     app = LoadedApp(root=Path(__file__).parent, model="v2", functions={"reader": fn, "writer": writer})
     got = []
 
-    async def invoke(name, data, metadata):
-        got.append((name, data.value))
+    async def run(name, event):
+        got.append((name, event.data.value, event.binding_data["QueueTrigger"]))
 
     lines = []
-    bindings = QueueBindings(QueuesOptions(), env, echo=lines.append)
+    listeners = Listeners.for_host(env, QueuesOptions(), echo=lines.append)
+    io = listeners.io
     try:
-        bindings.start(app, invoke)
-        assert list(bindings.listeners) == ["reader"] and lines == []
-        assert await bindings.write(writer, out, ["one", "two"]) == 2
+        listeners.start(app, run)
+        assert [l.function for l in listeners.active] == ["reader"] and lines == []
+        await io.write(writer, out, ["one", "two"], {})
         await until(lambda: asyncio.sleep(0, len(got) == 2))
-        assert sorted(got) == [("reader", "one"), ("reader", "two")]
-        bindings.start(LoadedApp(root=app.root, model="v2"), invoke)          # a reload without it: it stops
-        assert bindings.listeners == {}
-        assert await bindings.write(writer, out, None) == 0
+        assert sorted(got) == [("reader", "one", "one"), ("reader", "two", "two")]
+        listeners.reload(LoadedApp(root=app.root, model="v2"))           # a reload without it: it stops
+        assert listeners.active == []
+        await io.write(writer, out, None, {})                              # None writes nothing
     finally:
-        await bindings.stop()
+        await listeners.stop()
         client = QueueClient.from_connection_string(connection_string, f"{prefix}-in")
+        assert [m.content for m in await client.peek_messages()] == []
         await client.delete_queue()
         await client.close()
-        await bindings.close()
+        await listeners.close()

@@ -10,9 +10,11 @@ import azure.functions as func
 import pytest
 
 from durafunc.functions.model import Binding
-from durafunc.functions.queues import (MIN_POLL, MessageDecodeError, QueueBindingError, decode_body, encode_body,
-                                       next_delay, output_messages, resolve_connection, resolve_queue_name,
-                                       trigger_data, trigger_metadata, trigger_value)
+from durafunc.functions.clients import MissingConnection, resolve_connection
+from durafunc.functions.queues import (MessageDecodeError, QueueBindingError, decode_body, encode_body,
+                                       output_messages, resolve_queue_name, trigger_data, trigger_metadata,
+                                       trigger_value)
+from durafunc.functions.triggers.backoff import MIN_POLL, next_delay
 from durafunc.settings import DEVELOPMENT_STORAGE
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
@@ -129,7 +131,7 @@ def test_connections_resolve_as_in_the_webjobs_sdk():
     assert resolve_connection("Storage", env)[0] == "AzureWebJobsStorage"
     assert resolve_connection("Mine", env) == ("AzureWebJobsMine", "A=1")      # the prefixed name first
     assert resolve_connection("OTHER", env) == ("OTHER", "C=3")                 # case-insensitive
-    with pytest.raises(QueueBindingError) as e:
+    with pytest.raises(MissingConnection) as e:
         resolve_connection("Nope", {"AzureWebJobsNope": ""})
     assert str(e.value) == ("Storage account connection string 'AzureWebJobsNope' does not exist. Make sure that "
                             "it is a defined App Setting.")

@@ -1,6 +1,7 @@
 """Every sample app runs under `durafunc start` and its orchestration completes with the documented output."""
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -120,5 +121,27 @@ def test_queue_starter(connection_string):
         s = host.wait_status("/runtime/webhooks/durabletask/instances/order-42", timeout=30)
         assert s["runtimeStatus"] == "Completed" and s["output"] == {"order": "42", "reserved": "2 x book"}, s
         assert "Executed 'Functions.start_order' (Succeeded" in host.log()
+    finally:
+        host.stop()
+
+
+def test_blob_fan_out(connection_string):
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+    host = HostProcess(SAMPLES / "blob_fan_out", connection_string, "S" + uuid.uuid4().hex[:12]).wait_ready()
+    try:
+        service = BlobServiceClient.from_connection_string(connection_string)
+        try:
+            service.create_container("uploads")
+        except ResourceExistsError:
+            pass
+        name = f"poem-{uuid.uuid4().hex[:8]}.txt"
+        service.get_blob_client("uploads", name).upload_blob(b"the quick brown fox\njumps over\nthe lazy dog\n")
+        s = host.wait_status(f"/runtime/webhooks/durabletask/instances/lines-{name}", timeout=30)
+        assert s["runtimeStatus"] == "Completed" and s["output"] == {"file": name, "lines": 3, "words": 9}, s
+        report = json.loads(service.get_blob_client("reports", f"{name}.json").download_blob().readall())
+        assert (report["name"], report["longest"]) == (name, 1)
+        assert [r["upper"] for r in report["results"]] == ["THE QUICK BROWN FOX", "JUMPS OVER", "THE LAZY DOG"]
+        assert "Executed 'Functions.start_from_upload' (Succeeded, blob 'uploads/%s'" % name in host.log()
     finally:
         host.stop()

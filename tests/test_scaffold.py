@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -97,7 +98,7 @@ def test_new_every_template(tmp_path, model):
     assert found["e"] == [], found
     kinds = {"Durable Functions orchestrator": "orchestrator", "Durable Functions activity": "activity",
              "Durable Functions HTTP starter": "http", "Durable Functions entity": "entity", "HTTP trigger": "http",
-             "Timer trigger": "other"}
+             "Timer trigger": "other", "Blob trigger": "other"}
     for name, t in names.items():
         assert found["f"][name] == kinds[t], (name, t)
     if model == "v2":
@@ -128,6 +129,32 @@ def test_scaffolded_app_runs(tmp_path, connection_string, model):
         host.stop()
 
 
+@pytest.mark.parametrize("model", ["v1", "v2"])
+def test_a_scaffolded_blob_trigger_fires(tmp_path, connection_string, model):
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+    cli(tmp_path, "init", "app", "--model", model)
+    app = tmp_path / "app"
+    assert cli(app, "new", "-t", "Blob trigger", "-n", "OnBlob").exit_code == 0
+    host = HostProcess(app, connection_string, "Sc" + uuid.uuid4().hex[:12]).wait_ready()
+    try:
+        service = BlobServiceClient.from_connection_string(connection_string)
+        try:
+            service.create_container("samples-workitems")
+        except ResourceExistsError:
+            pass
+        name = f"scaffold-{uuid.uuid4().hex[:8]}.txt"
+        service.get_blob_client("samples-workitems", name).upload_blob(b"12345")
+        expected = f"Python blob trigger function processed blob\nName: samples-workitems/{name}\nBlob Size: 5 bytes"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and expected not in host.log():
+            time.sleep(0.1)
+        assert expected in host.log()
+        assert "OnBlob: blobTrigger" in host.log()
+    finally:
+        host.stop()
+
+
 def test_the_wheel_carries_every_template(tmp_path):
     """`pip install durafunc` must bring the templates: the top-level templates/ folder goes into the wheel as
     durafunc/templates/, where the installed scaffold finds it."""
@@ -145,3 +172,4 @@ def test_the_wheel_carries_every_template(tmp_path):
     assert {"durafunc/templates/app/host.json", "durafunc/templates/v2/function_app.py",
             "durafunc/templates/v1/Durable Functions orchestrator/function.json"} <= expected
     assert expected <= names, sorted(expected - names)
+    assert {"durafunc/functions/triggers/blob.py", "durafunc/functions/bindings.py"} <= names   # every package

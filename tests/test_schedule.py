@@ -45,6 +45,15 @@ def test_timer_function_fires_on_startup_and_on_schedule(connection_string, tmp_
         lines = log.read_text().splitlines()
         assert len(lines) >= 3 and lines[0] == "tick past_due=False"
         assert "Tick: timerTrigger" in host.log()
+        log_lines = host.log().splitlines()
+        header = [i for i, line in enumerate(log_lines)
+                  if line.endswith("The next 5 occurrences of the 'Kick' schedule (Cron: '0 0 0 1 1 *') will be:")]
+        assert len(header) == 1, host.log()
+        years = [int(line[6:10]) for line in log_lines[header[0] + 1:header[0] + 6]]   # MM/dd/yyyy HH:mm:ss
+        assert all(line.startswith("01/01/") for line in log_lines[header[0] + 1:header[0] + 6])
+        assert years == list(range(years[0], years[0] + 5)) and years[0] in (time.gmtime().tm_year,
+                                                                              time.gmtime().tm_year + 1)
+        assert "The next 5 occurrences of the 'Tick' schedule (Cron: '*/1 * * * * *') will be:" in host.log()
         from azure.storage.queue import QueueClient
         texts = [m.content for m in QueueClient.from_connection_string(connection_string, queue).peek_messages(32)]
         assert len(texts) >= 2 and set(texts) == {"dGljaw=="}        # the return value, base64: "tick"

@@ -18,9 +18,10 @@ from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
 from ..durable.worker import UserCodeError
+from . import blobs, queues
+from .expressions import json_properties, system_data
 from .logcontext import invocation
 from .model import FunctionInfo, LoadedApp
-from .queues import trigger_value
 
 CLIENT_TYPES = ("durableclient", "orchestrationclient")
 
@@ -100,13 +101,38 @@ def _user_traceback(e: BaseException) -> str:
     return "Traceback (most recent call last):\n" + text + "".join(traceback.format_exception_only(type(root), root))
 
 
-class Invoker:
-    """Runs the functions of one loaded app. `outputs` (a QueueBindings) writes queue output bindings after a
-    function returns; without it they are not written."""
+STORAGE_OUTPUTS = ("queue", "blob", "table")
 
-    def __init__(self, app: LoadedApp, *, max_workers: int = 10, outputs=None):
+
+def http_binding_data(req: func.HttpRequest) -> dict[str, Any]:
+    """An HTTP trigger's binding data: the properties of a JSON body, the query parameters, the route
+    parameters (in rising precedence), and `Query` and `Headers` as objects."""
+    data: dict[str, Any] = json_properties(req.get_body())
+    data.update(dict(req.params))
+    data.update(dict(req.route_params))
+    data["Query"] = dict(req.params)
+    data["Headers"] = dict(req.headers)
+    return data
+
+
+def activity_binding_data(input_text: str | None, instance_id: str, param: str) -> dict[str, Any]:
+    """An activity trigger's binding data, as the Durable extension gives it: `instanceId`, `data` (the input
+    as JSON) and the parameter name."""
+    try:
+        value = json.loads(input_text) if input_text else None
+    except ValueError:
+        value = input_text
+    return {"instanceId": instance_id, "data": value, param: value}
+
+
+class Invoker:
+    """Runs the functions of one loaded app. `io` (a bindings.BindingIO) reads blob and table inputs before a
+    function runs and writes queue, blob and table outputs after it returns; without it inputs are None and
+    outputs are dropped."""
+
+    def __init__(self, app: LoadedApp, *, max_workers: int = 10, io=None):
         self.app = app
-        self.outputs = outputs
+        self.io = io
         self.pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="durafunc-fn")
 
     def close(self) -> None:
@@ -148,11 +174,14 @@ class Invoker:
             invocation.reset(token)
         return result, outs
 
-    async def _write_outputs(self, fn: FunctionInfo, result: Any, outs: dict) -> None:
-        """Queue output bindings, after the function returned: an `Out` parameter's value, or the return value
-        for `$return`. A value that cannot be written fails the invocation (as in the worker)."""
+    async def _write_outputs(self, fn: FunctionInfo, result: Any, outs: dict, data: dict) -> None:
+        """Queue, blob and table output bindings, after the function returned: an `Out` parameter's value, or
+        the return value for `$return`. A value that cannot be written fails the invocation (as in the host)."""
+        if self.io is None:
+            return
         for b in fn.bindings:
-            if b.direction != "out" or b.type.lower() != "queue" or self.outputs is None:
+            kind = b.type.lower()
+            if b.direction != "out" or kind not in STORAGE_OUTPUTS:
                 continue
             if b.name == "$return":
                 value = result
@@ -161,13 +190,18 @@ class Invoker:
             else:
                 continue
             try:
-                await self.outputs.write(fn, b, value, fn.binding_type(b.name))
-            except Exception as e:  # noqa: BLE001 - conversion or storage failure: the function failed
-                raise FunctionError(type(e).__name__, f"{e} (queue output binding '{b.name}')") from e
+                await self.io.write(fn, b, value, data)
+            except TypeError as e:           # the worker's converters refused the value
+                raise FunctionError(type(e).__name__, f"{e} ({kind} output binding '{b.name}')") from e
+            except Exception as e:  # noqa: BLE001 - the host failed to write it
+                raise FunctionError(getattr(e, "type_name", type(e).__name__),
+                                    getattr(e, "message", str(e))) from e
 
-    def _inputs(self, fn: FunctionInfo, trigger_value: Any, client_json: str | None) -> dict:
+    async def _inputs(self, fn: FunctionInfo, trigger_value: Any, client_json: str | None,
+                      data: dict | None = None) -> dict:
         kwargs = {}
         params = fn.parameters
+        wanted = set()
         for b in fn.bindings:
             if b.direction != "in" or (b.name not in params and params):
                 continue
@@ -177,26 +211,50 @@ class Invoker:
             elif t in CLIENT_TYPES:
                 kwargs[b.name] = client_json
             else:
-                kwargs[b.name] = None   # other input bindings are not emulated
+                kwargs[b.name] = None   # input bindings that are not emulated
+                if t in ("blob", "table"):
+                    wanted.add(b.name)
+        if wanted and self.io is not None:
+            try:
+                kwargs.update(await self.io.read_inputs(fn, data or {}, wanted))
+            except Exception as e:  # noqa: BLE001 - the host failed to bind an input: the function does not run
+                raise FunctionError(getattr(e, "type_name", type(e).__name__), getattr(e, "message", str(e))) \
+                    from e
         return kwargs
+
+    @staticmethod
+    def _data(fn: FunctionInfo, trigger_data: dict | None) -> dict:
+        """The binding data of one invocation: the trigger's, and `sys`."""
+        return {**(trigger_data or {}), **system_data(fn.name)}
+
+    async def _run(self, fn: FunctionInfo, value: Any, client_json: str | None, trigger_data: dict | None, *,
+                   returns_to_trigger: bool = False):
+        """Inputs, the call, outputs. `returns_to_trigger`: the return value is the trigger's (an activity's
+        result), not a `$return` binding's."""
+        data = self._data(fn, trigger_data)
+        result, outs = await self._call(fn, await self._inputs(fn, value, client_json, data))
+        await self._write_outputs(fn, None if returns_to_trigger else result, outs, data)
+        return result, outs
 
     async def run_orchestrator(self, name: str, context_json: str) -> str:
         fn = self._get(name)
-        result, _ = await self._call(fn, self._inputs(fn, func.OrchestrationContext(context_json), None),
+        result, _ = await self._call(fn, await self._inputs(fn, func.OrchestrationContext(context_json), None),
                                      inline=True)
         return result if isinstance(result, str) else json.dumps(result)
 
     async def run_entity(self, name: str, context_json: str) -> str:
         fn = self._get(name)
-        result, _ = await self._call(fn, self._inputs(fn, func.EntityContext(context_json), None), inline=True)
+        result, _ = await self._call(fn, await self._inputs(fn, func.EntityContext(context_json), None),
+                                     inline=True)
         return result if isinstance(result, str) else json.dumps(result)
 
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
         fn = self._get(name)
         datum = meta.Datum(value=input_text if input_text is not None else "null", type="string")
         value = ActivityTriggerConverter.decode(datum, trigger_metadata={"instanceId": instance_id})
-        result, outs = await self._call(fn, self._inputs(fn, value, None))
-        await self._write_outputs(fn, None, outs)
+        result, outs = await self._run(fn, value, None,
+                                       activity_binding_data(input_text, instance_id, fn.trigger.name),
+                                       returns_to_trigger=True)
         try:
             encoded = ActivityTriggerConverter.encode(result, expected_type=None)
         except Exception as e:  # noqa: BLE001 - not JSON-serializable
@@ -206,35 +264,64 @@ class Invoker:
 
     async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None) -> HttpResult:
         fn = self._get(name)
-        result, outs = await self._call(fn, self._inputs(fn, request, client_json))
-        await self._write_outputs(fn, result, outs)
+        result, outs = await self._run(fn, request, client_json, http_binding_data(request))
         for b in fn.bindings:
             if b.direction == "out" and b.type.lower() == "http" and b.name in outs:
                 result = outs[b.name].get()
         return to_http_result(result)
 
+    async def run_triggered(self, name: str, event, client_json: str | None = None) -> None:
+        """A function fired by a listener (timer, queue, blob): `event` is a triggers.TriggerEvent, the data
+        and metadata the host sends; the parameter value is converted as the worker converts it."""
+        fn = self._get(name)
+        pytype = fn.binding_type(fn.trigger.name)
+        decode = event.decode or (lambda data, metadata, t: data.value)
+        try:
+            value = decode(event.data, event.metadata, pytype)
+        except Exception as e:  # noqa: BLE001 - the SDK's converter refused the data
+            raise FunctionError(type(e).__name__, str(e)) from e
+        await self._run(fn, value, client_json, event.binding_data)
+
     async def run_function(self, name: str, input_text: str | None, client_json: str | None = None) -> None:
-        """Run a non-HTTP function by hand (POST /admin/functions/{name}); a queue trigger gets the input as the
-        message body."""
+        """Run a non-HTTP function by hand (POST /admin/functions/{name}): a queue trigger gets the input as the
+        message body, a blob trigger the blob the input names (`container/name`), as the Functions host does."""
         fn = self._get(name)
         if fn.kind == "activity":
             await self.run_activity(name, json.dumps(input_text) if input_text is not None else None,
                                     instance_id="")
             return
+        trigger = fn.trigger.type.lower()
         value: Any = input_text
-        if fn.trigger.type.lower() == "timertrigger":
+        data: dict[str, Any] = {}
+        if trigger == "timertrigger":
             value = _TimerRequest()
-        elif fn.trigger.type.lower() == "queuetrigger":
-            value = trigger_value(meta.Datum(input_text or "", "string"), {}, fn.binding_type(fn.trigger.name))
-        result, outs = await self._call(fn, self._inputs(fn, value, client_json))
-        await self._write_outputs(fn, result, outs)
+        elif trigger == "queuetrigger":
+            datum = meta.Datum(input_text or "", "string")
+            value = queues.trigger_value(datum, {}, fn.binding_type(fn.trigger.name))
+            data = {**json_properties(input_text or ""), "QueueTrigger": input_text or ""}
+        elif trigger == "blobtrigger":
+            value, data = await self._blob_by_hand(fn, input_text or "")
+        await self._run(fn, value, client_json, data)
 
-    async def run_queue(self, name: str, data: meta.Datum, metadata: dict, client_json: str | None) -> None:
-        """A queue-triggered function for one message: `data` and `metadata` as the host sends them."""
-        fn = self._get(name)
-        value = trigger_value(data, metadata, fn.binding_type(fn.trigger.name))
-        result, outs = await self._call(fn, self._inputs(fn, value, client_json))
-        await self._write_outputs(fn, result, outs)
+    async def _blob_by_hand(self, fn: FunctionInfo, path: str) -> tuple[Any, dict]:
+        from .expressions import blob_pattern, expand_settings
+        container, name = blobs.split_path(path.strip("/"))
+        if self.io is None:
+            return None, {}
+        conn = self.io.clients.resolve(fn.trigger.raw.get("connection"))
+        service = self.io.clients.account(conn).blobs
+        found = await blobs.read(service, container, name)
+        if found is None:
+            raise FunctionError("InvalidOperationException", f"Blob '{container}/{name}' does not exist.")
+        content, props = found
+        pattern = blob_pattern(expand_settings(str(fn.trigger.raw.get("path", "")), self.io.env))
+        path_data = pattern.match(container, name) or {}
+        uri = service.get_blob_client(container, name).url
+        properties = blobs.properties_json(props)
+        metadata = dict(props.metadata or {})
+        md = blobs.trigger_metadata(container, name, uri, properties, metadata, path_data)
+        value = blobs.trigger_value(blobs.content_datum(content, fn.trigger), md, fn.binding_type(fn.trigger.name))
+        return value, blobs.binding_data(container, name, uri, properties, metadata, path_data)
 
 
 class _TimerRequest(func.TimerRequest):

@@ -1,0 +1,2 @@
+def main(line: str) -> int:
+    return len(line.split())
