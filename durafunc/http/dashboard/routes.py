@@ -182,16 +182,20 @@ class Dashboard:
         trail = [t for t in request.query.getall("prev", [])][-MAX_TRAIL:]
         rows, next_token = await mg.query_instances(self.source.hub, flt, top=top, continuation=token)
         now = utcnow()
-        base = [(k, v) for k, v in request.query.items() if k not in ("token", "prev")]
+        base = [(k, v) for k, v in request.query.items() if k not in ("token", "prev", "page")]
+        try:
+            page_no = max(1, int(request.query.get("page") or 1)) if token else 1
+        except ValueError:
+            page_no = 1
         next_url = prev_url = None
         if next_token:
             next_url = "?" + urlencode(base + [("prev", p) for p in trail] + [("prev", token or "")]
-                                       + [("token", next_token)])
+                                       + [("token", next_token), ("page", str(page_no + 1))])
         if token:
             back = trail[:-1]
             prev_url = "?" + urlencode(base + [("prev", p) for p in back]
-                                       + ([("token", trail[-1])] if trail and trail[-1] else []))
-        page_no = len(trail) + (1 if token else 0) + 1
+                                       + ([("token", trail[-1]), ("page", str(page_no - 1))]
+                                          if trail and trail[-1] else []))
         keep = [(k, v) for k, v in base if k not in ("from", "to")]
         quick = [(label, "?" + urlencode(keep + [("from", (now - delta).strftime("%Y-%m-%dT%H:%M:%S"))]))
                  for label, delta in (("5 min", timedelta(minutes=5)), ("hour", timedelta(hours=1)),
