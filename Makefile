@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install start test test-stress test-sdk-oldest bench clean
+.PHONY: install start test test-stress test-sdk-oldest bench clean chromium
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) $(NODE_STAMP) chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(NODE_STAMP): package.json
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ with npm (e.g. apt-get install nodejs npm)"; exit 1; }
 	@npm install --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(NODE_STAMP)
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (Playwright's own browser downloads
+# are not used): installed with apt-get when missing (as root, else through sudo).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "chromium not found: install it (apt-get install chromium) for the browser tests"; exit 1; fi; \
+	  command -v apt-get >/dev/null || { echo "chromium not found and no apt-get: install chromium and put it on PATH"; exit 1; }; \
+	  echo "Installing chromium (Debian package) for the dashboard's browser tests..."; \
+	  $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }
 
 start: install
 	cd samples/hello && ../../$(VENV)/bin/durafunc start

@@ -147,3 +147,16 @@ def test_csrf_guard_needs_the_cookie_token_in_the_form_and_a_same_origin():
     assert "another site (http://evil.test)" in Guard.csrf_problem(evil, {"csrf": token})
     assert "opaque" in Guard.csrf_problem(FakeRequest(headers={"Origin": "null"}, cookies={CSRF_COOKIE: token}),
                                           {"csrf": token})
+
+
+def test_open_bars_of_an_ended_instance_are_unfinished():
+    events = [ev.execution_started(at(0), instance_id="i", execution_id="e", name="o", input=None),
+              ev.task_scheduled(at(0), 0, "greet", None), ev.timer_created(at(0), 1, at(60_000)),
+              ev.task_completed(at(40), 0, '"hi"'), ev.event_raised(at(1400), "Approval", "true"),
+              ev.execution_completed(at(1410), 2, S.Completed, "true")]
+    bars = {b.kind: b for b in views.timeline(events, now=at(99_000), running=False).bars}
+    timer = bars["timer"]
+    assert timer.state == "unfinished" and timer.took == "never fired" and timer.left + timer.width == 100
+    assert bars["activity"].state == "completed" and bars["activity"].took == "40 ms"
+    still = {b.kind: b for b in views.timeline(events[:-1], now=at(2000), running=True).bars}
+    assert still["timer"].state == "open" and still["timer"].took == "running"

@@ -141,7 +141,7 @@ class Bar:
     label: str
     start_ms: float
     end_ms: float | None      # None: still open (runs to the end of the timeline)
-    state: str                # completed | failed | open | fired | instant
+    state: str                # completed | failed | fired | instant | open (still running) | unfinished
     ref: int | None = None    # the EventId it was scheduled with
     instance_id: str | None = None
     detail: str = ""
@@ -150,6 +150,8 @@ class Bar:
 
     @property
     def took(self) -> str:
+        if self.state == "unfinished":
+            return "never fired" if self.kind == "timer" else "not finished"
         if self.end_ms is None:
             return "running"
         return _ms_text(self.end_ms - self.start_ms)
@@ -177,7 +179,8 @@ def _ts(e: dict) -> datetime | None:
 
 def timeline(events: list[dict], *, now: datetime, running: bool, limit: int = 300) -> Timeline:
     """A bar per activity, sub-orchestration and timer from its scheduling to its completion (open bars run to
-    `now` while the instance runs, else to the last event), a mark per raised or sent event."""
+    `now` while the instance runs; once it has ended they are `unfinished` up to its last event), a mark per
+    raised or sent event."""
     stamped = [(e, _ts(e)) for e in events]
     times = [t for _, t in stamped if t is not None]
     if not times:
@@ -225,6 +228,9 @@ def timeline(events: list[dict], *, now: datetime, running: bool, limit: int = 3
             verb = "received" if et == ET.EventRaised else f"sent to {e.get('InstanceId')}"
             bars.append(Bar("event", e.get("Name") or "", ms(t), ms(t), "instant",
                             e.get("EventId") if et == ET.EventSent else None, detail=f"event {verb}"))
+    if not running:       # the instance ended with these open: a cancelled timer, a task it stopped waiting for
+        for b in open_by_id.values():
+            b.state = "unfinished"
     total = max(ms(end), 1.0)
     hidden = max(0, len(bars) - limit)
     bars = bars[:limit]
