@@ -163,6 +163,8 @@ def test_the_list_refreshes_itself_and_links_parents_and_children(host, page):
     expect(page.locator(".tl-row.k-activity")).to_have_count(6)
     expect(page.locator(".tl-row.k-suborchestration")).to_have_count(2)
     page.screenshot(path=str(SHOTS / "instance-timeline.png"), full_page=True)
+    page.locator("details[data-key=output]").evaluate("d => d.open = false")
+    page.screenshot(path=str(SHOTS / "dashboard.png"))          # the README's picture (docs/dashboard.png)
     page.locator("a.child-link").first.click()
     expect(page.locator("#parent-link")).to_have_text(iid)
     page.locator("#parent-link").click()
