@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install start test test-stress test-sdk-oldest bench clean chromium
 
-install: $(STAMP) $(NODE_STAMP) chromium
+install: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ $(NODE_STAMP): package.json
 	@npm install --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(NODE_STAMP)
 
-# The dashboard's browser tests drive Debian's chromium through Playwright (Playwright's own browser downloads
-# are not used): installed with apt-get when missing (as root, else through sudo).
+start: install
+	cd samples/hello && ../../$(VENV)/bin/durafunc start
+
+test: install chromium
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The dashboard's browser tests (make test) drive Debian's chromium through Playwright (Playwright's own browser
+# downloads are not used): installed with apt-get when missing (as root, else through sudo).
 chromium:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
@@ -30,12 +36,6 @@ chromium:
 	  command -v apt-get >/dev/null || { echo "chromium not found and no apt-get: install chromium and put it on PATH"; exit 1; }; \
 	  echo "Installing chromium (Debian package) for the dashboard's browser tests..."; \
 	  $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }
-
-start: install
-	cd samples/hello && ../../$(VENV)/bin/durafunc start
-
-test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-stress: install
 	$(PY) -m pytest -q -m stress $(PYTEST_ARGS)

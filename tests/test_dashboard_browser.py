@@ -1,4 +1,4 @@
-"""The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by `make install`) driven by
+"""The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by `make test`) driven by
 Playwright. Open the list, find an instance, open it, see its timeline and events, raise an event from the page
 and see the instance complete, terminate one; the list refreshes itself; 10,000 instances page quickly.
 
@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 def chromium_path() -> str:
     path = os.environ.get("DURAFUNC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert os.path.exists(path), "chromium is not installed: run 'make install' (it installs Debian's chromium)"
+    assert os.path.exists(path), "chromium is not installed: run 'make test' (it installs Debian's chromium)"
     return path
 
 
