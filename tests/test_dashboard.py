@@ -331,3 +331,40 @@ def test_route_prefix_empty_keeps_user_routes(connection_string, tmp_path):
             assert "<h2>Partitions</h2>" in c.get("/_durafunc/hub").text
         finally:
             h.stop()
+
+
+def test_standalone_dashboard_with_auth_and_storage_going_away(tmp_path):
+    """Its own Azurite, stopped under a running `durafunc dashboard --enable-auth`: 503, not a crash."""
+    from durafunc.azurite import AzuriteConfig, ManagedAzurite, find_binary
+    az = ManagedAzurite(AzuriteConfig(blob_port=0, queue_port=0, table_port=0, in_memory=True), tmp_path / "az",
+                        binary=find_binary(Path(__file__).resolve().parent.parent))
+    az.start(timeout=60)
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    proc = None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "durafunc", "dashboard", "--port", str(port), "--enable-auth",
+                                 "--task-hub-name", "Gone" + uuid.uuid4().hex[:8]], cwd=tmp_path,
+                                env={**os.environ, "AzureWebJobsStorage": az.connection_string},
+                                stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        wait_for(lambda: "Press Ctrl+C" in log.read_text() or proc.poll() is not None, what="the dashboard")
+        assert proc.poll() is None, log.read_text()
+        assert "does not exist yet" in log.read_text() and "master key required" in log.read_text()
+        import json as _json
+        master = _json.loads((tmp_path / ".durafunc" / "keys.json").read_text())["masterKey"]
+        c = Client(port)
+        assert c.get("/_durafunc/").status == 401
+        page = c.follow(c.get(f"/_durafunc/?code={master}"))
+        assert page.status == 200 and "No instances match." in page.text          # a hub never used: empty
+        assert c.get("/_durafunc/hub").text.count("no queue") == 5
+        az.stop()
+        down = c.get("/_durafunc/")
+        assert down.status == 503 and "Storage is not reachable" in down.text and down.headers["Retry-After"] == "5"
+        api = c.get("/_durafunc/api/counts")
+        assert api.status == 503 and api.json()["error"].startswith("storage unavailable")
+        assert proc.poll() is None                                                  # still serving
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(20)
+        az.stop()

@@ -36,7 +36,7 @@ STATIC = HERE / "static"
 FLASH_COOKIE = "durafunc_flash"
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
-COUNTS_TTL = 2.0           # seconds a count of the hub's instances is reused
+COUNTS_TTL = 2.0           # seconds a count of the hub's instances is reused (at least)
 MAX_TRAIL = 30             # previous-page tokens kept in the URL
 ACTIONS = ("raise-event", "terminate", "suspend", "resume", "rewind", "restart", "purge")
 
@@ -227,13 +227,16 @@ class Dashboard:
             flt, _ = self._filters(request)
             key = flt.without_status().odata()
             cached = self._counts.get(key)
-            if cached is not None and time.monotonic() - cached[0] < COUNTS_TTL:
+            if cached is not None and time.monotonic() < cached[0]:
                 counts, complete = cached[1], cached[2]
             else:
+                t0 = time.monotonic()
                 counts, complete = await mg.count_by_status(self.source.hub, flt)
+                took = time.monotonic() - t0
                 if len(self._counts) > 64:
                     self._counts.clear()
-                self._counts[key] = (time.monotonic(), counts, complete)
+                # reused for 2 s, or 5 times what counting took (a big hub is not scanned over and over)
+                self._counts[key] = (time.monotonic() + max(COUNTS_TTL, 5 * took), counts, complete)
             return web.json_response({"counts": counts, "total": sum(counts.values()), "complete": complete},
                                      headers={"Cache-Control": "no-store"})
         return await self._guarded(request, page, html=False)
