@@ -296,7 +296,7 @@ def test_standalone_dashboard_reads_the_same_hub(host, batch, tmp_path):
         hub = c.get("/_durafunc/hub")
         assert hub.text.count("leased") == 4          # the host's leases, seen from outside
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
 
 
@@ -365,6 +365,6 @@ def test_standalone_dashboard_with_auth_and_storage_going_away(tmp_path):
         assert proc.poll() is None                                                  # still serving
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
             proc.wait(20)
         az.stop()

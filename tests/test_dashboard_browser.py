@@ -241,7 +241,7 @@ def test_ten_thousand_instances_first_page_time(connection_string, page, tmp_pat
         assert all(int(i.split("-")[1]) % 10 == 9 for i in page.locator("tr[data-id]").evaluate_all(
             "rows => rows.map(r => r.dataset.id)"))
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(20)
     figures = {"instances": n, "seeded_s": round(seeded, 2),
                "first_page_server_ms_median": round(statistics.median(server) * 1000, 1),

@@ -23,7 +23,7 @@ def build_app(source: HubSource, keys=None) -> web.Application:
 
 
 async def serve(conn: str, hub_name: str, partitions: int, *, port: int, address: str, storage: str, keys=None,
-                echo=print, ready: asyncio.Event | None = None) -> None:
+                echo=print) -> None:
     """Serve until SIGINT/SIGTERM. Checks first that storage answers (DashboardError otherwise)."""
     from ...storage.errors import StorageUnavailableError
     hub = TaskHub(conn, hub_name, partitions)
@@ -41,12 +41,6 @@ async def serve(conn: str, hub_name: str, partitions: int, *, port: int, address
         except OSError:
             raise DashboardError(f"Port {port} is unavailable. Close the process using that port, or specify "
                                  "another port using --port [-p].") from None
-        shown = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::") else address
-        if not exists:
-            echo(f"Task hub '{hub_name}' does not exist yet: the dashboard shows it once a host has run it.")
-        echo(f"Dashboard of task hub '{hub_name}': http://{shown}:{port}{PREFIX}/" +
-             (" (master key required: ?code=<masterKey from .durafunc/keys.json>)" if keys is not None else ""))
-        echo("Press Ctrl+C to stop.")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,8 +48,12 @@ async def serve(conn: str, hub_name: str, partitions: int, *, port: int, address
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        if ready is not None:
-            ready.set()
+        shown = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::") else address
+        if not exists:
+            echo(f"Task hub '{hub_name}' does not exist yet: the dashboard shows it once a host has run it.")
+        echo(f"Dashboard of task hub '{hub_name}': http://{shown}:{port}{PREFIX}/" +
+             (" (master key required: ?code=<masterKey from .durafunc/keys.json>)" if keys is not None else ""))
+        echo("Press Ctrl+C to stop.")
         await stop.wait()
     finally:
         if runner is not None:
