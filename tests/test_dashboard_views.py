@@ -160,3 +160,26 @@ def test_open_bars_of_an_ended_instance_are_unfinished():
     assert bars["activity"].state == "completed" and bars["activity"].took == "40 ms"
     still = {b.kind: b for b in views.timeline(events[:-1], now=at(2000), running=True).bars}
     assert still["timer"].state == "open" and still["timer"].took == "running"
+
+
+def test_worker_exception_details_read_as_message_and_stack():
+    rpc = ('{"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException", "Message": "Result: Failure\\n'
+           'Exception: ValueError: nope", "StackTrace": "Traceback (most recent call last):\\n  File \\"f.py\\", '
+           'line 9, in explode\\nValueError: nope\\n"}')
+    text = views.stack_text(rpc)
+    assert text == ('Result: Failure\nException: ValueError: nope\n\nTraceback (most recent call last):\n'
+                    '  File "f.py", line 9, in explode\nValueError: nope')
+    assert views.stack_text('{"ErrorType": "E", "ErrorMessage": "m", "StackTrace": null}') == "m"
+    assert views.stack_text("plain words") == "plain words" and views.stack_text("null") is None
+    events = [ev.execution_started(at(0), instance_id="i", execution_id="e", name="o", input=None),
+              ev.task_scheduled(at(0), 0, "explode", None),
+              ev.task_failed(at(5), 0, "Activity function 'explode' failed:  ValueError: nope", rpc),
+              ev.execution_completed(at(6), 1, S.Failed, None)]
+    row = InstanceRow("i", runtime_status=S.Failed,
+                      output="Orchestrator function 'o' failed: Activity function 'explode' failed:  ValueError: "
+                             "nope\n " + rpc)
+    f = views.failure_of(row, events)
+    assert f["message"] == "Orchestrator function 'o' failed: Activity function 'explode' failed:  ValueError: nope"
+    assert f["stack"] == text and f["source"] == "explode"
+    details = dict(views.event_rows(events)[2]["payloads"])["Details"]
+    assert details == text

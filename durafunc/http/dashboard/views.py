@@ -47,6 +47,24 @@ def pretty(value, *, stored: bool = True, limit: int = PAYLOAD_LIMIT) -> str | N
     return text
 
 
+def stack_text(details) -> str | None:
+    """A failure's details as a person reads them: the worker's RpcException JSON (`Message`, `StackTrace`) or
+    FailureDetails (`ErrorMessage`, `StackTrace`) as its message and stack with real line breaks; else as is."""
+    if details in (None, "", "null"):
+        return None
+    value = parse_stored_json(details) if isinstance(details, str) else details
+    if isinstance(value, dict):
+        stack = value.get("StackTrace") or ""
+        message = value.get("Message") or value.get("ErrorMessage") or ""
+        if isinstance(stack, str) and stack.strip():
+            if isinstance(message, str) and message.strip() and message.strip() not in stack:
+                return f"{message.strip()}\n\n{stack.rstrip()}"
+            return stack.rstrip()
+        if isinstance(message, str) and message.strip():
+            return message.strip()
+    return value if isinstance(value, str) else pretty(value, stored=False)
+
+
 def one_line(value, limit: int = 80) -> str:
     text = pretty(value) or ""
     text = " ".join(text.split())
@@ -112,25 +130,24 @@ def failure_of(row: InstanceRow | None, events: list[dict]) -> dict | None:
     message = parse_stored_json(row.output) if row is not None and row.output else None
     if message is None and completed is not None:
         message = parse_stored_json(completed.get("Result"))
+    if not isinstance(message, str):
+        message = pretty(message, stored=False) if message is not None else "Failed"
+    first, _, rest = message.strip().partition("\n")
     stack, source = None, None
     details = (completed or {}).get("FailureDetails")
-    if isinstance(details, str):
-        details = parse_stored_json(details)
-    if isinstance(details, dict) and (details.get("StackTrace") or details.get("ErrorMessage")):
-        stack = details.get("StackTrace") or details.get("ErrorMessage")
-        source = details.get("ErrorType") or "orchestrator"
+    if details not in (None, "", "null"):
+        stack, source = stack_text(details), "orchestrator"
     if stack is None:
         scheduled = {e.get("EventId"): e for e in events
                      if e.get("EventType") in (ET.TaskScheduled, ET.SubOrchestrationInstanceCreated)}
         for e in reversed(events):
             if e.get("EventType") in (ET.TaskFailed, ET.SubOrchestrationInstanceFailed):
-                stack = e.get("Details") or e.get("Reason")
+                stack = stack_text(e.get("Details")) or stack_text(e.get("Reason"))
                 source = (scheduled.get(e.get("TaskScheduledId")) or {}).get("Name") or type_name(e["EventType"])
                 break
-    if not isinstance(message, str):
-        message = pretty(message, stored=False) if message is not None else "Failed"
-    return {"message": message, "stack": stack if isinstance(stack, str) else pretty(stack, stored=False),
-            "source": source}
+    if stack is None and rest.strip():
+        stack = stack_text(rest.strip())
+    return {"message": first, "stack": stack, "source": source}
 
 
 # -- the timeline ---------------------------------------------------------------------------------------
@@ -292,7 +309,8 @@ def event_rows(events: list[dict]) -> list[dict]:
             summary = e.get("Reason") or ""
         elif et in (ET.ExecutionStarted, ET.TaskScheduled, ET.EventRaised) and e.get("Input") is not None:
             summary = one_line(e.get("Input"))
-        payloads = [(k, pretty(e[k])) for k in _PAYLOAD_KEYS if e.get(k) not in (None, "", "null")]
+        payloads = [(k, stack_text(e[k]) if k in ("Details", "FailureDetails") else pretty(e[k]))
+                    for k in _PAYLOAD_KEYS if e.get(k) not in (None, "", "null")]
         out.append({"index": i, "time": t, "offset": f"{(t - t0).total_seconds() * 1000:,.0f}" if t and t0 else "",
                     "type": type_name(et), "name": name,
                     "id": e.get("EventId") if e.get("EventId", -1) != -1 else ref,
