@@ -693,6 +693,7 @@ def dashboard(task_hub_name, connection_string_setting, port, address, enable_au
     from .settings import SettingsError, find_app_root
     sys.stdout.reconfigure(line_buffering=True)
     t = _Target(task_hub_name, connection_string_setting)
+    _configure_logging(False)            # the actions taken from the pages are logged, as by the host
     keys = None
     if enable_auth:
         from .http.keys import Keys

@@ -290,6 +290,7 @@ def test_standalone_dashboard_reads_the_same_hub(host, batch, tmp_path):
         assert 'id="status">Running<' in inst.text
         page = c.act(running, "terminate", reason="from the standalone dashboard")
         assert page.flash() == f"ok: Terminate message sent to instance '{running}'."    # a host runs: no note
+        assert f"dashboard: terminate {running}: Terminate message sent" in log.read_text()   # logged
         wait_status(host, running, "Terminated")
         wait_for(lambda: c.get("/_durafunc/api/counts?prefix=" + prefix).json()["counts"]["Terminated"] == 1,
                  what="the count of terminated instances (counts are reused for 2 s)")
