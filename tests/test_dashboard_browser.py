@@ -51,6 +51,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    from playwright.sync_api import expect
+    expect.set_options(timeout=20_000)         # live refreshes come every 1-5 s; a busy CI machine is slower
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="UTC")
     pg = context.new_page()
     errors: list[str] = []

@@ -40,9 +40,11 @@
       try {
         const r = await fetch(url, {credentials: "same-origin", headers: {"Accept": "text/html"}});
         if (r.ok) {
+          const html = await r.text();
+          // from here on nothing awaits: what the user opened or ticked until now is kept
           const open = openKeys(region), closed = closedKeys(region);
           const episodes = document.getElementById("show-episodes");
-          region.innerHTML = await r.text();
+          region.innerHTML = html;
           for (const d of region.querySelectorAll("details[data-key]")) {
             if (open.has(d.dataset.key)) d.open = true;
             else if (closed.has(d.dataset.key)) d.open = false;
