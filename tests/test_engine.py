@@ -216,39 +216,9 @@ async def test_entities_signal_call_and_state(env):
     assert await env.read_entity("Counter", "never-used") == (False, None)
 
 
-async def test_pending_row_without_a_message_is_started_on_takeover(connection_string, hub_name):
-    """A host that died right after writing a new instance's Pending row (its start only in memory): the host that
-    takes the partition over starts the instance from the row."""
-    from datetime import datetime, timezone
-    from durafunc.storage.instances import InstanceRow
-    hub = TaskHub(connection_string, hub_name, 4)
-    await hub.create_if_not_exists()
-    now = datetime.now(timezone.utc)
-    row = InstanceRow(instance_id="orphan-1", name="Chain", version="", input=None, output=None,
-                      custom_status="null", runtime_status=S.Pending, created_time=now, last_updated_time=now,
-                      completed_time=None, execution_id="e" * 32, generation=0, scheduled_start_time=None,
-                      tags=None, worker=None, etag=None)
-    assert await hub.instances.insert(row)
-    engine = Engine(hub, engine_apps.function_table(), EngineOptions(max_polling_interval=0.2))
-    await engine.start()
-    try:
-        client = DurableClient(hub, engine)
-        done = await client.wait_for("orphan-1", 20)
-        assert done.runtime_status == S.Completed and output(done)[0] == "Hello Tokyo!"
-        assert done.execution_id == "e" * 32
-        # and a start through this engine sends no queue message at all
-        iid = await client.start_new("Chain")
-        assert (await client.wait_for(iid, 20)).runtime_status == S.Completed
-        assert await hub.control_queue_for(iid).peek_count() == 0
-    finally:
-        await engine.stop(grace=2)
-        await hub.delete()
-        await hub.close()
-
-
-async def test_call_http_runs_again_from_history_after_a_host_change(connection_string, hub_name):
-    """A call_http whose host stopped before the answer came: the host that takes the partition over runs
-    BuiltIn::HttpActivity again from its TaskScheduled row, with the DurableHttpRequest as its input."""
+async def test_call_http_cut_off_by_a_stop_runs_again_on_the_next_host(connection_string, hub_name):
+    """A call_http whose host stopped before the answer came: its work item goes back to the queue, and the next
+    host runs BuiltIn::HttpActivity again with the DurableHttpRequest as its input."""
     import azure.durable_functions as df
     from durafunc.durable.worker import FunctionTable
 
@@ -288,7 +258,7 @@ async def test_call_http_runs_again_from_history_after_a_host_change(connection_
         assert [(e["EventId"], e["Name"]) for e in history if e["EventType"] == EventType.TaskScheduled] == \
             [(0, "BuiltIn::HttpActivity")]
         assert sum(1 for e in history if e["EventType"] == EventType.TaskCompleted) == 1
-        assert second.stats["recovered"] == 1
+        assert second.stats["activities"] == 1
     finally:
         await second.stop(grace=2)
         await hub.delete()
@@ -336,6 +306,10 @@ async def test_a_timer_beyond_the_queue_limit_hops(connection_string, hub_name):
                 break
             await asyncio.sleep(0.1)
         queue = hub.control_queue_for(iid)
+        for _ in range(100):                            # the start message goes once the Running row is written
+            if await queue.peek_count() == 1:
+                break
+            await asyncio.sleep(0.05)
         assert await queue.peek_count() == 1            # the timer's message, hidden (the limit is 7 days)
         assert await queue.client.peek_messages(max_messages=5) == []
         # as if six days had passed: the message shows up while the timer is still 4 days away

@@ -1,5 +1,12 @@
-"""Activities: run by the host that owns their orchestration (from the committed TaskScheduled row, or from a
-work-item message from elsewhere), with bounded concurrency; the result goes back to the orchestration."""
+"""Activities: work items of `<hub>-workitems`, run with bounded concurrency by whichever host takes them.
+
+Every activity in flight is a work-item message that this host keeps hidden (renewed) while it runs, so no other
+host runs it meanwhile; a host that dies stops renewing, and the message shows up again for another host after
+`workItemQueueVisibilityTimeout`. The result goes back to the orchestration: in memory when this host runs that
+orchestration (the work item, still hidden, is its durable record until the result is committed and the work item
+is deleted with the checkpoint's other messages), else as a message to the orchestration's control queue, after
+which the work item is deleted.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +14,8 @@ import json
 import logging
 import traceback
 
-from ..storage.schema import utcnow
+from ..storage.errors import StorageUnavailableError
+from ..storage.schema import TERMINAL_STATUSES, utcnow
 from . import events as ev
 from .delivery import Item
 from .worker import UserCodeError
@@ -29,95 +37,162 @@ def activity_input(scheduled: str | None) -> str | None:
 
 
 class ActivityRunner:
-    """The activity half of the Engine (a mixin: it uses the engine's queues, sessions and handoff)."""
+    def __init__(self, engine):
+        self.engine = engine
+        self.capacity = max(1, engine.opt.max_concurrent_activities)
+        self.used = 0                    # slots reserved or running
+        self._freed = asyncio.Event()
+        self.running: dict[str, asyncio.Task] = {}   # work-item message id -> its task
+        self.completed = 0
 
-    async def _work_item_loop(self) -> None:
-        queue = self.hub.work_items
-        while self.running:
-            await self.activity_slots.acquire()
-            self.activity_slots.release()
-            items = await self._poll(queue, 32, self.opt.work_item_visibility)
+    # -- slots ------------------------------------------------------------------------------------
+    def reserve(self) -> bool:
+        """Take a slot for an activity this host is about to schedule (False: all busy; let another host run
+        it)."""
+        if self.used >= self.capacity:
+            return False
+        self.used += 1
+        return True
+
+    def unreserve(self) -> None:
+        self.used = max(0, self.used - 1)
+        self._freed.set()
+
+    def run_reserved(self, item: Item) -> None:
+        """Run a work item this host sent itself (its slot is reserved)."""
+        self._start(item)
+
+    def _start(self, item: Item) -> None:
+        self.engine.held.hold(item)
+        self.running[item.id] = self.engine.spawn(self._run(item))
+
+    # -- polling the work-item queue --------------------------------------------------------------
+    async def poll_loop(self) -> None:
+        e = self.engine
+        queue = e.hub.work_items
+        if e.balancer is not None:       # know this host's partitions first (see _answered)
+            try:
+                await asyncio.wait_for(e.balancer.first_pass.wait(), 10)
+            except asyncio.TimeoutError:
+                pass
+        while e.running:
+            free = self.capacity - self.used
+            if free <= 0:
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            items = await e.poll(queue, min(free, 32), e.opt.work_item_visibility)
             for qi in items:
+                if e.held.get(qi.id) is not None:          # ours, shown again: it is still ours
+                    e.refresh(qi)
+                    continue
                 item = Item(queue, qi.id, qi.pop_receipt, qi.dequeue_count,
-                            qi.data.task_message if qi.data else None, qi.data.episode if qi.data else None, qi)
-                self._dispatch_activity(item)
+                            qi.data.task_message if qi.data else None, qi.data.episode if qi.data else None, qi,
+                            sender=qi.data.sender if qi.data else None)
+                item.hidden_for(e.opt.work_item_visibility)
+                if not e.running:
+                    break
+                self.used += 1
+                self._start(item)
 
-    def _dispatch_activity(self, item: Item) -> None:
-        """Run an activity here; it counts as in flight from now on (so a recovery pass leaves it alone)."""
-        e = (item.message or {}).get("Event") or {}
-        inst = (item.message or {}).get("OrchestrationInstance") or {}
-        self.inflight.add((inst.get("InstanceId"), e.get("EventId")))
-        self._spawn(self._run_activity(item))
+    # -- running --------------------------------------------------------------------------------
+    async def _run(self, item: Item) -> None:
+        e = self.engine
+        try:
+            if item.message is None:
+                await e.poison(item, f"cannot parse message: {getattr(item.raw, 'error', 'unknown')}")
+                return
+            ev_ = item.event
+            inst = item.message.get("OrchestrationInstance") or {}
+            name = ev_.get("Name") or ""
+            if item.dequeue_count > e.opt.poison_max_dequeue_count:
+                reason = f"activity '{name}' was attempted {item.dequeue_count - 1} times"
+                done = ev.task_failed(utcnow(), ev_.get("EventId"), f"Activity function '{name}' failed:  "
+                                      f"PoisonMessage: the work item was moved to {item.queue.name}-poison after "
+                                      f"{item.dequeue_count - 1} attempts", None)
+                await e.send_durably(inst.get("InstanceId"), ev.task_message(done, inst.get("InstanceId"),
+                                                                            inst.get("ExecutionId")),
+                                     item.episode, inst)
+                await e.poison(item, reason)
+                return
+            if item.dequeue_count > 0 and await self._answered(item, inst):
+                return
+            done = await self._execute(name, ev_, inst)
+            await self._result(item, inst, done)
+            self.completed += 1
+            e.stats["activities"] += 1
+        except asyncio.CancelledError:
+            raise
+        except StorageUnavailableError:
+            log.warning("could not return the result of %s (storage unavailable); it runs again when its work "
+                        "item shows up", item.describe())
+            e.held.release(item)
+        except Exception:  # noqa: BLE001 - never let one work item take the host down
+            log.exception("running %s failed; its work item shows up again", item.describe())
+            e.held.release(item)
+        finally:
+            self.running.pop(item.id, None)
+            self.unreserve()
 
-    async def _run_activity(self, item: Item) -> None:
-        if item.message is None:
-            await self._poison(item, f"cannot parse message: {getattr(item.raw, 'error', 'unknown')}")
-            return
-        e = item.message.get("Event") or {}
-        inst = item.message.get("OrchestrationInstance") or {}
-        name = e.get("Name") or ""
-        if item.dequeue_count > self.opt.poison_max_dequeue_count:
-            await self._poison(item, f"activity '{name}' was attempted {item.dequeue_count - 1} times")
-            await self._activity_result(item, inst, ev.task_failed(
-                utcnow(), e.get("EventId"), f"Activity function '{name}' failed:  PoisonMessage: the work item "
-                f"was moved to {item.queue.name}-poison after {item.dequeue_count - 1} attempts", None))
-            return
-        key = (inst.get("InstanceId"), e.get("EventId"))
-        self.inflight.add(key)
-        async with self.activity_slots:
-            renew = self._spawn(self._keep_hidden(item)) if item.queue is not None else None
+    async def _answered(self, item: Item, inst: dict) -> bool:
+        """A work item from the queue: has its result been committed already (its host died between the commit
+        and the delete)? Then it is deleted, not run again."""
+        e = self.engine
+        iid = inst.get("InstanceId")
+        task_id = item.event.get("EventId")
+        if e.owns(iid):
+            state, _ = await e.orchestrations.load(iid, [])
+            answered = (inst.get("ExecutionId") or "") == (state.execution_id or "") and \
+                task_id in state.completed_ids()
+            if state.status in TERMINAL_STATUSES and e.states.get(iid) is state:
+                e.states.pop(iid, None)       # finished instances stay out of memory
+            if not answered:
+                return False
+        elif not await e.hub.history.has_completion(iid, inst.get("ExecutionId"), task_id):
+            return False
+        log.info("%s was answered already (its result is in the history); deleting it", item.describe())
+        await e.delete_items([item])
+        return True
+
+    async def _execute(self, name: str, event: dict, inst: dict) -> dict:
+        e = self.engine
+        try:
             try:
-                input_text = activity_input(e.get("Input"))
-                try:
-                    try:
-                        result = await self.functions.run_activity(name, input_text,
-                                                                   instance_id=inst.get("InstanceId"))
-                    except UserCodeError:
-                        raise
-                    except Exception as other:  # noqa: BLE001 - a host-side failure still ends the task
-                        raise UserCodeError(type(other).__name__, str(other),
-                                            "".join(traceback.format_exception(other))) from other
-                    done = ev.task_completed(utcnow(), e.get("EventId"), result)
-                except UserCodeError as err:
-                    log.error("activity %s of instance %s failed: %s: %s%s", name, inst.get("InstanceId"),
-                              err.type_name, err.message, f"\n{err.traceback_text}" if err.traceback_text else "")
-                    details = json.dumps({"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
-                                          "Message": f"Result: Failure\nException: {err.type_name}: {err.message}",
-                                          "StackTrace": err.traceback_text})
-                    done = ev.task_failed(utcnow(), e.get("EventId"),
-                                          f"Activity function '{name}' failed:  {err.type_name}: {err.message}",
-                                          details)
-            finally:
-                if renew is not None:
-                    renew.cancel()
-            try:
-                await self._activity_result(item, inst, done)
-            finally:
-                self.inflight.discard(key)
-            self.stats["activities"] += 1
+                result = await e.functions.run_activity(name, activity_input(event.get("Input")),
+                                                        instance_id=inst.get("InstanceId"))
+            except UserCodeError:
+                raise
+            except Exception as other:  # noqa: BLE001 - a host-side failure still ends the task
+                raise UserCodeError(type(other).__name__, str(other),
+                                    "".join(traceback.format_exception(other))) from other
+            return ev.task_completed(utcnow(), event.get("EventId"), result)
+        except UserCodeError as err:
+            log.error("activity %s of instance %s failed: %s: %s%s", name, inst.get("InstanceId"),
+                      err.type_name, err.message, f"\n{err.traceback_text}" if err.traceback_text else "")
+            details = json.dumps({"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
+                                  "Message": f"Result: Failure\nException: {err.type_name}: {err.message}",
+                                  "StackTrace": err.traceback_text})
+            return ev.task_failed(utcnow(), event.get("EventId"),
+                                  f"Activity function '{name}' failed:  {err.type_name}: {err.message}", details)
 
-    async def _activity_result(self, item: Item, inst: dict, done: dict) -> None:
-        from .episode import Outbound
+    async def _result(self, item: Item, inst: dict, done: dict) -> None:
+        e = self.engine
         iid = inst.get("InstanceId")
         msg = ev.task_message(done, iid, inst.get("ExecutionId"))
-        if item.queue is None and self.owns(iid):
-            # in memory: the history commit that consumes it is the durable record (a crash before it
-            # re-runs the activity, from its TaskScheduled row)
-            await self._admit(self._local_item(msg, item.episode))
+        if e.running and e.owns(iid):
+            # in memory: the work item (still hidden, renewed) stays the record until the result is committed
+            e.deliver(Item(None, f"result-of-{item.id}", "", 0, msg, item.episode, sender=inst, source=item))
             return
-        h = await self._send(Outbound(False, iid, msg), item.episode, inst)
-        if h:
-            h()   # the result is durable in its queue: deliver it, then forget the work item
-        if item.queue is not None:
-            await item.queue.delete(item.raw if item.raw is not None else item)
+        await e.send_durably(iid, msg, item.episode, inst)
+        await e.delete_items([item])
 
-    async def _keep_hidden(self, item: Item) -> None:
-        """Renew a running activity's visibility so no other host starts it meanwhile."""
-        period = max(1.0, self.opt.work_item_visibility / 3)
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await item.queue.set_visibility(item.raw if item.raw is not None else item,
-                                                self.opt.work_item_visibility)
-            except Exception:  # noqa: BLE001
-                log.debug("could not renew work item %s", item.id)
+    # -- stopping ----------------------------------------------------------------------------------
+    async def stop(self, grace: float) -> None:
+        """Let running activities finish (bounded); the ones cut off show up again for another host."""
+        tasks = list(self.running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        cut = [(i, t) for i, t in self.running.items() if not t.done()]
+        for _, t in cut:
+            t.cancel()
+        await asyncio.gather(*(t for _, t in cut), return_exceptions=True)

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..storage.errors import StorageUnavailableError
 from ..storage.instances import InstanceRow
 from ..storage.schema import ACTIVE_STATUSES, EventType, OrchestrationStatus, TERMINAL_STATUSES, format_time, utcnow
 from ..storage.taskhub import TaskHub
@@ -19,6 +20,7 @@ from . import events as ev
 Status = OrchestrationStatus
 INVALID_ID_CHARS = set("/\\#?")
 MAX_INSTANCE_ID_LENGTH = 100
+HIDDEN_UNTIL_ROW = 10.0     # a start message sent before its row shows up after this if nobody says so sooner
 
 
 class ClientError(Exception):
@@ -67,9 +69,11 @@ class DurableClient:
         self.hub = hub
         self.engine = engine
 
-    async def _send(self, instance_id: str, message: dict, *, fresh: bool = False) -> None:
+    async def _send(self, instance_id: str, message: dict) -> None:
+        """Send a message to an instance; the engine of this process hands it over at once when it runs it."""
         if self.engine is not None and self.engine.running:
-            await self.engine.send_to_instance(instance_id, message, fresh=fresh)
+            sent = await self.engine.outbox.to_instance(instance_id, message)
+            self.engine.outbox.release([sent])
         else:
             await self.hub.control_queue_for(instance_id).send(message)
 
@@ -114,25 +118,37 @@ class DurableClient:
                           last_updated_time=now, completed_time=None, execution_id=execution_id,
                           generation=generation, scheduled_start_time=scheduled_start, tags=None, worker=None,
                           etag=existing.etag if existing is not None else None)
-        if scheduled_start is not None and scheduled_start > now:
-            await self.hub.control_queue_for(instance_id).send(
-                message, visibility_timeout=min((scheduled_start - now).total_seconds(), 6 * 86400))
-        elif generated and self.engine is not None and self.engine.running and self.engine.owns(instance_id):
-            # a new instance this host runs: the Pending row is the durable record (a host that takes the
-            # partition over starts it from the row), so no queue message is needed
-            if await self.hub.instances.insert(row) and self.engine.start_local(instance_id, message):
-                return instance_id
-            await self._send(instance_id, message, fresh=True)
-            return instance_id
+        # 1. the start message (DTFx's order: a crash before the row is written leaves a message the engine
+        #    discards once it sees no row names it; never a row without its message)
+        delay = max(0.0, (scheduled_start - now).total_seconds()) if scheduled_start is not None else 0.0
+        engine = self.engine if self.engine is not None and self.engine.running else None
+        queue = self.hub.control_queue_for(instance_id)
+        if engine is not None:
+            sent = await engine.outbox.to_instance(instance_id, message, delay=delay, hold=True)
+            queued = sent.item
         else:
-            await self._send(instance_id, message, fresh=generated)
-        for _ in range(3):   # insert, or replace the previous generation's row (ETag checked)
-            if await self.hub.instances.insert(row):
-                break
+            sent = None
+            queued = await queue.send(message, visibility_timeout=min(delay or HIDDEN_UNTIL_ROW, 6 * 86400))
+        # 2. the row, inserted (or the previous generation's replaced If-Match): whoever writes it first wins
+        if not await self.hub.instances.insert(row):
             current = await self.get(instance_id)
-            if current is not None and current.execution_id == execution_id:
-                break        # the engine already ran this execution and wrote its row
-            row.etag = current.etag if current is not None else None
+            if current is None or current.execution_id != execution_id:
+                try:
+                    await queue.delete(queued)
+                except StorageUnavailableError:
+                    pass      # the engine drops it: no row names its execution
+                status = current.runtime_status.name if current is not None and current.runtime_status else "Pending"
+                raise ClientError(f"An Orchestration instance with the status {status} already exists.", 409)
+            row.etag = current.etag        # our insert went through (its answer was lost and retried)
+        # 3. let it be seen: handed over to this host's engine if it runs the instance, else shown in its queue
+        if sent is not None:
+            sent.item.row_checked, sent.item.row, sent.item.fresh = True, row, generated
+            engine.outbox.release([sent])
+        elif not delay:
+            try:
+                await queue.set_visibility(queued, 0)
+            except StorageUnavailableError:
+                pass      # it shows up by itself in HIDDEN_UNTIL_ROW seconds
         return instance_id
 
     async def raise_event(self, instance_id: str, event_name: str, value=None) -> None:
@@ -170,7 +186,9 @@ class DurableClient:
              "Timestamp": format_time(utcnow()), "Reason": reason, "ParentExecutionId": None,
              "InstanceId": None, "ParentTraceContext": None}
         await self._send(instance_id, ev.task_message(e, instance_id, None))
-        await self.hub.instances.merge(instance_id, {"RuntimeStatus": "Pending", "LastUpdatedTime": utcnow()})
+        # Pending until the engine takes it, unless the engine has written the row already (If-Match the Failed row)
+        await self.hub.instances.write(instance_id, {"RuntimeStatus": "Pending", "LastUpdatedTime": utcnow()},
+                                       row.etag)
 
     async def signal_entity(self, name: str, key: str, operation: str, input_text: str | None = None) -> None:
         """Send an operation to entity `@name@key` (created on first use). `input_text` is the JSON text of

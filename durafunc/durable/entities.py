@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 REQUEST_EVENT = "op"
 
@@ -32,10 +32,15 @@ def request_message(op: str, input_text: str | None, *, signal: bool, parent: st
     return msg
 
 
+MAX_REMEMBERED = 256      # request ids an entity remembers (a redelivered request is answered, not run again)
+
+
 @dataclass
 class EntityState:
     exists: bool = False
     state: str | None = None      # the SDK's serialized state (JSON text)
+    # the latest requests processed, oldest first: [request id, response text or None (a signal)]
+    processed: list = field(default_factory=list)
 
     @classmethod
     def from_row_input(cls, text: str | None) -> "EntityState":
@@ -43,12 +48,24 @@ class EntityState:
             return cls()
         try:
             data = json.loads(text)
-            return cls(bool(data.get("exists")), data.get("state"))
+            processed = [p for p in data.get("processed") or [] if isinstance(p, list) and len(p) == 2]
+            return cls(bool(data.get("exists")), data.get("state"), processed)
         except (ValueError, AttributeError):
             return cls()
 
     def to_row_input(self) -> str:
-        return json.dumps({"exists": self.exists, "state": self.state})
+        return json.dumps({"exists": self.exists, "state": self.state, "processed": self.processed})
+
+    def response_for(self, request_id: str) -> tuple[bool, str | None]:
+        """(seen, response text): was this request processed already, and what did it answer?"""
+        for rid, response in self.processed:
+            if rid == request_id:
+                return True, response
+        return False, None
+
+    def remember(self, request_id: str, response: str | None) -> None:
+        self.processed.append([request_id, response])
+        del self.processed[:-MAX_REMEMBERED]
 
 
 def batch_context(name: str, key: str, state: EntityState, requests: list[dict]) -> str:

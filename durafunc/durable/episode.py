@@ -10,16 +10,29 @@ from datetime import datetime
 from ..storage.schema import EventType, OrchestrationStatus, TERMINAL_STATUSES, format_time
 from . import events as ev
 from .protocol import OrchestratorOutput
+from .reconcile import implied_status as status_from_history  # noqa: F401 - re-exported
 from .replay import CONTINUE_AS_NEW, ReplayResult, entries_of, replay, scheduled_input
 
 ET = EventType
 Status = OrchestrationStatus
 COMPLETION_TYPES = frozenset({ET.TaskCompleted, ET.TaskFailed, ET.SubOrchestrationInstanceCompleted,
                               ET.SubOrchestrationInstanceFailed, ET.TimerFired})
+# the scheduling event each completion answers
+_ANSWERS = {ET.TaskCompleted: ET.TaskScheduled, ET.TaskFailed: ET.TaskScheduled,
+            ET.SubOrchestrationInstanceCompleted: ET.SubOrchestrationInstanceCreated,
+            ET.SubOrchestrationInstanceFailed: ET.SubOrchestrationInstanceCreated, ET.TimerFired: ET.TimerCreated}
 
 
 def new_execution_id() -> str:
     return uuid.uuid4().hex
+
+
+_DERIVED = uuid.UUID("6d7a4b5e-2a43-4f0e-9a56-0c1d2e3f4a5b")
+
+
+def derived_id(instance_id: str, execution_id: str | None, task_id: int) -> str:
+    """A GUID (N format) fixed by the task that makes it, so the same task replayed makes the same one."""
+    return uuid.uuid5(_DERIVED, f"{instance_id}\n{execution_id}\n{task_id}").hex
 
 
 @dataclass
@@ -33,6 +46,8 @@ class InstanceState:
     custom_status: str | None = None
     action_entries: int = 0
     stored_rows: int | None = None        # history rows in storage, every execution's (None: unknown)
+    row: object = None                    # the Instances row (InstanceRow) as last read; None: none or unknown
+    failure_trace: str = ""               # the user's traceback of the orchestrator's last raise
 
     @property
     def started_event(self) -> dict | None:
@@ -92,7 +107,8 @@ def _completion_id(e: dict) -> int | None:
 def triage(state: InstanceState, messages: list[dict]) -> Triage:
     """Sort delivered task messages into accepted, dropped (duplicates, stale) and deferred (DTFx rules)."""
     t = Triage()
-    scheduled, completed = state.scheduled_ids(), state.completed_ids()
+    scheduled = {e["EventId"]: e["EventType"] for e in state.history if e.get("EventType") in ev.SCHEDULING_TYPES}
+    completed = state.completed_ids()
     started = state.status is not None and bool(state.history)
     terminal = state.status in TERMINAL_STATUSES
     starting = False          # an ExecutionStarted in this batch opens a new execution
@@ -154,6 +170,9 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
                 continue
             if cid not in scheduled:
                 t.deferred.append(i)  # its scheduling event is not committed yet
+                continue
+            if scheduled[cid] != _ANSWERS[et]:
+                t.dropped.append((i, f"task {cid} is a {ET(scheduled[cid]).name}, not answered by {ET(et).name}"))
                 continue
             completed.add(cid)
         if et == ET.ExecutionResumed:
@@ -319,7 +338,7 @@ def _schedule(node, instance_id: str, execution_id: str, orch_name: str, now: da
         return ev.timer_created(now, node.id, fire_at)
     if node.kind == "suborch":
         child_id = a.get("instanceId") or f"{execution_id}:{node.id}"
-        child_exec = new_execution_id()
+        child_exec = derived_id(instance_id, execution_id, node.id)   # a re-sent start is a duplicate, not a rerun
         parent = {"Name": orch_name, "Version": "", "TaskScheduleId": node.id,
                   "OrchestrationInstance": {"InstanceId": instance_id, "ExecutionId": execution_id}}
         child_input = ev.encode_input(a.get("input"))
@@ -332,7 +351,8 @@ def _schedule(node, instance_id: str, execution_id: str, orch_name: str, now: da
         target = a.get("instanceId")
         request = request_message(a.get("operation") or "", a.get("input"), signal=node.kind == "signal",
                                   parent=instance_id if node.kind == "entity" else None,
-                                  parent_execution=execution_id)
+                                  parent_execution=execution_id,
+                                  request_id=str(uuid.UUID(derived_id(instance_id, execution_id, node.id))))
         text = json.dumps(request)
         raised = ev.event_raised(now, REQUEST_EVENT, text)
         outbound.append(Outbound(False, target, ev.task_message(raised, target, None)))
@@ -369,37 +389,6 @@ def _continue_as_new(state, start, can_action, result: ReplayResult, new_events,
             outbound.append(Outbound(False, instance_id, ev.task_message(raised, instance_id, new_exec)))
     row.update(RuntimeStatus="ContinuedAsNew", Output=new_input)
     return Decision(new_events, outbound, Status.ContinuedAsNew, row, reset, execution_id, 0, log)
-
-
-def status_from_history(history: list[dict]) -> Status | None:
-    """The runtime status a committed history implies (None: nothing committed yet)."""
-    if not history:
-        return None
-    status = Status.Running
-    for e in history:
-        t = e.get("EventType")
-        if t in (ET.ExecutionCompleted, ET.ContinueAsNew):
-            status = Status(e.get("OrchestrationStatus", 1))
-        elif t == ET.ExecutionSuspended:
-            status = Status.Suspended
-        elif t == ET.ExecutionResumed:
-            status = Status.Running
-        elif t == ET.GenericEvent and str(e.get("Data", "")).startswith("Rewound: ExecutionCompleted"):
-            status = Status.Running
-    return status
-
-
-def completed_row(history: list[dict]) -> dict | None:
-    """Instance-row columns implied by a finished history (to repair a row a crash left stale)."""
-    for e in reversed(history):
-        if e.get("EventType") in (ET.ExecutionCompleted, ET.ContinueAsNew):
-            when = _time(e.get("Timestamp"))
-            status = Status(e.get("OrchestrationStatus", 1))
-            row = {"RuntimeStatus": status.name, "Output": e.get("Result"), "LastUpdatedTime": when}
-            if status != Status.ContinuedAsNew:
-                row["CompletedTime"] = when
-            return row
-    return None
 
 
 def rewind_history(history: list[dict]) -> tuple[list[dict], set[int]]:

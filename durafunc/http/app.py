@@ -181,6 +181,12 @@ class HostApp:
             message = getattr(e, "message", None) or str(e)
             type_name = getattr(e, "type_name", None) or type(e).__name__
             trace = getattr(e, "traceback_text", "") or ""
+            if self.api.storage_down():     # its durable client got a 503: say so, and when to try again
+                log.error("Executed 'Functions.%s' (Failed): the task hub's storage is unavailable", fn.name)
+                resp = json_error(503, f"Function '{fn.name}' failed: the task hub's storage is unavailable "
+                                       f"({type_name}: {message})")
+                resp.headers["Retry-After"] = "5"
+                return resp
             log.error("Executed 'Functions.%s' (Failed): %s: %s%s", fn.name, type_name, message,
                       f"\n{trace}" if trace else "")
             return json_error(500, f"Function '{fn.name}' failed: {type_name}: {message}")

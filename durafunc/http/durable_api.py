@@ -3,15 +3,19 @@ RPC base the Python SDK's client calls). One handler serves both, as in the Dura
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import quote
 
 from aiohttp import web
 
 from ..durable.client import ClientError, DurableClient
 from ..management import parse_date, parse_statuses, status_payload
+from ..storage.errors import StorageUnavailableError
 from ..storage.schema import ACTIVE_STATUSES, OrchestrationStatus, TERMINAL_STATUSES
 
 PUBLIC_BASE = "/runtime/webhooks/durabletask"
+log = logging.getLogger("durafunc.http")
+STORAGE_RETRY_AFTER = 5          # seconds a client is asked to wait while storage is unavailable
 RPC_BASE = "/durabletask"
 CONNECTION = "Storage"
 SYSTEM_KEY_USER = "durabletask_extension"          # the user name before the system key in rpcBaseUrl
@@ -108,6 +112,9 @@ class DurableApi:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.match_info["tail"].split("/") if p]
+        engine = getattr(self.client, "engine", None)
+        if engine is not None and engine.hub_gone:
+            return self.unavailable()
         try:
             if parts and parts[0] == "orchestrators" and len(parts) in (2, 3):
                 if request.method != "POST":
@@ -122,6 +129,30 @@ class DurableApi:
             return error_response(e.status, str(e))
         except ValueError as e:
             return error_response(400, str(e))
+        except StorageUnavailableError as e:
+            return self.unavailable(e)
+        except Exception as e:  # noqa: BLE001 - a JSON answer, never aiohttp's plain-text 500
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, f"{type(e).__name__}: {e}", "System.Exception")
+
+    def unavailable(self, error: Exception | None = None) -> web.Response:
+        """503 while the task hub's storage cannot be reached (or the hub was deleted under the host)."""
+        import time
+        self.down_until = time.monotonic() + STORAGE_RETRY_AFTER
+        engine = getattr(self.client, "engine", None)
+        if engine is not None and engine.hub_gone:
+            message = (f"The task hub '{self.hub_name}' was deleted while this host ran; restart the host to "
+                       "create it again.")
+        else:
+            message = f"The storage account of task hub '{self.hub_name}' is unavailable: {error}"
+        resp = error_response(503, message, "Microsoft.WindowsAzure.Storage.StorageException")
+        resp.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+        return resp
+
+    def storage_down(self) -> bool:
+        """Has this API answered 503 in the last few seconds (so a user function's failure is storage's)?"""
+        import time
+        return time.monotonic() < getattr(self, "down_until", 0.0)
 
     async def _body(self, request: web.Request):
         """(has_body, value): the request body parsed as JSON."""

@@ -20,6 +20,7 @@ for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.storage
 # Local emulator: give up within about a second instead of the storage SDKs' 15 s+ exponential backoff.
 _RETRIES = 3
 _CONNECT_TIMEOUT = 5
+_READ_TIMEOUT = 20      # a stalled connection fails the call (and is retried) instead of hanging for 5 minutes
 
 
 class StorageAccount:
@@ -41,7 +42,8 @@ class StorageAccount:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=200, limit_per_host=0),
                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False)
-        return AioHttpTransport(session=self._session, session_owner=False, connection_timeout=_CONNECT_TIMEOUT)
+        return AioHttpTransport(session=self._session, session_owner=False, connection_timeout=_CONNECT_TIMEOUT,
+                                read_timeout=_READ_TIMEOUT)
 
     @property
     def table_service(self) -> TableServiceClient:

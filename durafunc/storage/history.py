@@ -171,6 +171,26 @@ class HistoryTable:
         return etag
 
     @guard
+    async def has_completion(self, instance_id: str, execution_id: str | None, task_id: int) -> bool:
+        """Does the execution's history answer task `task_id` (a TaskCompleted or TaskFailed row)?"""
+        extra = (f" and TaskScheduledId eq {int(task_id)} and (EventType eq 'TaskCompleted' or "
+                 f"EventType eq 'TaskFailed')")
+        if execution_id:
+            extra += f" and ExecutionId eq {odata_literal(execution_id)}"
+        rows = await self._partition(instance_id, extra, select=["RowKey"])
+        return bool(rows)
+
+    @guard
+    async def sentinel_etag(self, instance_id: str) -> str | None:
+        """The ETag of the instance's sentinel row (changes with every checkpoint); None when it has no history."""
+        try:
+            entity = await self.client.get_entity(escape_key(instance_id), SENTINEL_ROW_KEY,
+                                                  select=["PartitionKey", "RowKey"])
+        except ResourceNotFoundError:
+            return None
+        return entity.metadata["etag"]
+
+    @guard
     async def delete_instance(self, instance_id: str) -> int:
         """Delete every row of the instance (all executions and the sentinel); returns the number deleted."""
         rows = await self._partition(instance_id, select=["PartitionKey", "RowKey"])

@@ -272,6 +272,27 @@ class InstancesTable:
         return True
 
     @guard
+    async def write(self, instance_id: str, fields: dict[str, Any], etag: str | None) -> str | None:
+        """The engine's checkpoint write: merge `fields` If-Match `etag`, or insert the row when `etag` is None.
+        Returns the new ETag, or None on a conflict (the row changed or vanished since `etag`; for an insert: it
+        exists). Values as for `merge`."""
+        entity = {"PartitionKey": escape_key(instance_id), "RowKey": ROW_KEY, "TaskHubName": self.hub_name,
+                  **{k: column_value(v) for k, v in fields.items() if v is not None}}
+        await self._offload(instance_id, entity, as_url=True)
+        raw = self.account.raw_table_ops()
+        if raw is not None and _URL_SAFE.fullmatch(entity["PartitionKey"]):
+            return await (raw.merge(self.table_name, entity, etag) if etag else raw.insert(self.table_name, entity))
+        try:
+            if etag:
+                meta = await self.client.update_entity(entity, mode=UpdateMode.MERGE, etag=etag,
+                                                       match_condition=MatchConditions.IfNotModified)
+            else:
+                meta = await self.client.create_entity(entity)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return meta.get("etag")
+
+    @guard
     async def delete(self, instance_id: str) -> bool:
         """Delete the row; True if it existed."""
         status: list[int] = []

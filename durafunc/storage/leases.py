@@ -197,16 +197,19 @@ class LeaseBalancer:
     busiest owner, up to ceil(leases / workers)) and a renewer loop. Callbacks get the control queue name."""
 
     def __init__(self, leases: PartitionLeases, partitions: list[str], on_acquired: Callback, on_lost: Callback,
-                 renew_interval: float = 5.0, acquire_interval: float = 2.0):
+                 renew_interval: float = 5.0, acquire_interval: float = 2.0,
+                 on_missing: Callable[[], Awaitable[None]] | None = None):
         self.leases = leases
         self.partitions = list(partitions)
         self.on_acquired = on_acquired
         self.on_lost = on_lost
+        self.on_missing = on_missing     # the lease container or a lease blob is gone (the hub was deleted?)
         self.renew_interval = renew_interval
         self.acquire_interval = acquire_interval
         self.owned: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._adopted = False
+        self.first_pass = asyncio.Event()    # set once the first take pass is over (this host knows its partitions)
 
     def start(self) -> None:
         if not self._tasks:
@@ -214,13 +217,19 @@ class LeaseBalancer:
             self._tasks = [asyncio.create_task(self._loop(self._take_pass, self.acquire_interval)),
                            asyncio.create_task(self._loop(self._renew_pass, self.renew_interval))]
 
-    async def stop(self) -> None:
-        """Stop the loops, release every owned lease and report each as lost."""
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop the loops, release every owned lease (unless the lease store is gone) and report each as lost."""
         tasks, self._tasks = self._tasks, []
+        me = asyncio.current_task()
         for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            if t is not me:
+                t.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not me), return_exceptions=True)
         owned = sorted(self.owned)
+        if not release:
+            for p in owned:
+                await self._lose(p)
+            return
         results = await asyncio.gather(*(self.leases.release(p) for p in owned), return_exceptions=True)
         for p, r in zip(owned, results):
             if isinstance(r, Exception):
@@ -239,8 +248,13 @@ class LeaseBalancer:
                 if not failing:
                     log.debug("lease %s failed: %s", step.__name__.strip("_"), e)
                 failing = True
-            except Exception as e:  # other storage hiccups: try again next round
-                log.warning("lease %s failed: %s", step.__name__.strip("_"), e)
+            except Exception as e:  # other storage hiccups: try again next round, said once
+                if getattr(e, "status_code", None) == 404 and self.on_missing is not None:
+                    await self.on_missing()
+                elif not failing:
+                    log.warning("lease %s failed: %s", step.__name__.strip("_"),
+                                str(e).splitlines()[0] if str(e) else type(e).__name__)
+                failing = True
             await asyncio.sleep(interval)
 
     async def _gain(self, partition: str) -> None:
@@ -268,6 +282,12 @@ class LeaseBalancer:
                 await self._lose(p)   # other errors count as renewed, as in DTFx
 
     async def _take_pass(self) -> None:
+        try:
+            await self._take()
+        finally:
+            self.first_pass.set()
+
+    async def _take(self) -> None:
         leases = [lease for lease in await self.leases.list() if lease.partition in self.partitions]
         for lease in leases:  # taken over by someone else since our last renewal
             if lease.partition in self.owned and not self.leases.is_mine(lease.owner):
@@ -297,4 +317,8 @@ class LeaseBalancer:
         if count > target - (1 if needed > 1 else 0):
             victim = next(lease for lease in live if lease.owner.lower() == busiest)
             if await self.leases.steal(victim.partition, victim):
-                await self._gain(victim.partition)
+                # its old owner notices on its next pass and stops reading; in-flight work there finishes
+                # (the history ETag keeps both from committing one instance): wait that long before reading
+                await asyncio.sleep(self.acquire_interval * 2 + 0.5)
+                if self.leases.owned and victim.partition in self.leases.owned:
+                    await self._gain(victim.partition)

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from .account import StorageAccount
 from .errors import MessageFormatError, guard
@@ -169,11 +169,25 @@ class MessageQueue:
             pass
 
     @guard
-    async def set_visibility(self, item: QueueItem, seconds: float) -> None:
-        """Hide the message for `seconds` from now (renew or abandon); updates item.pop_receipt."""
-        updated = await self.client.update_message(item.id, item.pop_receipt, visibility_timeout=_seconds(seconds))
+    async def set_visibility(self, item: QueueItem, seconds: float) -> bool:
+        """Hide the message for `seconds` from now (renew, release with 0, or abandon); updates item.pop_receipt.
+        False when the message is gone or `item.pop_receipt` is no longer its current one."""
+        raw = self.account.raw_queue_ops()
+        if raw is not None:
+            updated = await raw.update(self.name, item.id, item.pop_receipt, _seconds(seconds))
+            if updated is None:
+                return False
+        else:
+            try:
+                updated = await self.client.update_message(item.id, item.pop_receipt,
+                                                           visibility_timeout=_seconds(seconds))
+            except (ResourceNotFoundError, HttpResponseError) as e:
+                if isinstance(e, ResourceNotFoundError) or getattr(e, "status_code", None) == 400:
+                    return False
+                raise
         item.pop_receipt = updated.pop_receipt
         item.next_visible_on = updated.next_visible_on
+        return True
 
     @guard
     async def move_to_poison(self, item: QueueItem, reason: str) -> None:

@@ -18,6 +18,8 @@ from urllib.parse import quote, urlparse
 
 from azure.data.tables import EdmType
 
+from .retry import CALL_TIMEOUT, retrying
+
 API_VERSION = "2019-02-02"
 _STATUS = re.compile(rb"HTTP/1\.1 (\d{3})")
 _ETAG = re.compile(rb"(?im)^ETag:\s*(.+?)\r?$")
@@ -106,10 +108,15 @@ class RawTableBatch:
         headers = {"x-ms-version": API_VERSION, "x-ms-date": date, "DataServiceVersion": "3.0",
                    "MaxDataServiceVersion": "3.0;NetFx", "Accept": "application/json;odata=minimalmetadata",
                    "Content-Type": f"multipart/mixed; boundary={batch}", "Authorization": self._auth(path, date)}
-        async with self._session().post(f"{self.endpoint}/$batch", data=body, headers=headers) as r:
-            raw = await r.read()
-            if r.status >= 300:
-                raise BatchFailed(r.status, raw.decode(errors="replace"))
+
+        async def once() -> bytes:
+            async with self._session().post(f"{self.endpoint}/$batch", data=body, headers=headers,
+                                            timeout=CALL_TIMEOUT) as r:
+                raw = await r.read()
+                if r.status >= 300:
+                    raise BatchFailed(r.status, raw.decode(errors="replace"))
+                return raw
+        raw = await retrying(once)
         statuses = [int(s) for s in _STATUS.findall(raw)]
         failed = next((s for s in statuses if s >= 300), None)
         if failed is not None or len(statuses) != len(ops):

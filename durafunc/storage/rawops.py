@@ -13,6 +13,7 @@ from urllib.parse import quote, urlparse
 from xml.sax.saxutils import escape
 
 from .rawbatch import API_VERSION, _key, entity_json
+from .retry import CALL_TIMEOUT, TRANSIENT_STATUS, retrying
 
 QUEUE_API_VERSION = "2019-12-12"
 _TAG = re.compile(r"<(MessageId|PopReceipt|TimeNextVisible|InsertionTime)>([^<]*)</\1>")
@@ -69,20 +70,49 @@ class RawQueueOps(_Signer):
         body = (f'<?xml version="1.0" encoding="utf-8"?><QueueMessage><MessageText>{escape(text)}'
                 f"</MessageText></QueueMessage>").encode()
         url = f"{self.endpoint}/{queue}/messages?messagettl=-1&visibilitytimeout={int(visibility_timeout)}"
-        async with self._session().post(url, data=body, headers=self._headers("POST", path, "application/xml")) as r:
-            raw = (await r.read()).decode(errors="replace")
-            if r.status >= 300:
-                raise RawStatusError(r.status, raw)
-        tags = dict(_TAG.findall(raw))
+
+        async def once() -> str:
+            async with self._session().post(url, data=body, headers=self._headers("POST", path, "application/xml"),
+                                            timeout=CALL_TIMEOUT) as r:
+                raw = (await r.read()).decode(errors="replace")
+                if r.status >= 300:
+                    raise RawStatusError(r.status, raw)
+                return raw
+        tags = dict(_TAG.findall(await retrying(once)))
         return Sent(tags.get("MessageId", ""), tags.get("PopReceipt", ""), _http_date(tags.get("InsertionTime")),
                     _http_date(tags.get("TimeNextVisible")))
 
     async def delete(self, queue: str, message_id: str, pop_receipt: str) -> int:
         path = f"{self.path}/{queue}/messages/{message_id}"
         url = f"{self.endpoint}/{queue}/messages/{message_id}?popreceipt={quote(pop_receipt, safe='')}"
-        async with self._session().delete(url, headers=self._headers("DELETE", path)) as r:
-            await r.read()
-            return r.status
+
+        async def once() -> int:
+            async with self._session().delete(url, headers=self._headers("DELETE", path), timeout=CALL_TIMEOUT) as r:
+                body = await r.read()
+                if r.status in TRANSIENT_STATUS:
+                    raise RawStatusError(r.status, body.decode(errors="replace"))
+                return r.status
+        return await retrying(once)
+
+    async def update(self, queue: str, message_id: str, pop_receipt: str, visibility_timeout: int) -> Sent | None:
+        """Set the message's visibility timeout (renew, release or abandon): the new pop receipt, or None when
+        the message is gone or the pop receipt is stale (404/400)."""
+        path = f"{self.path}/{queue}/messages/{message_id}"
+        url = (f"{self.endpoint}/{queue}/messages/{message_id}?popreceipt={quote(pop_receipt, safe='')}"
+               f"&visibilitytimeout={int(visibility_timeout)}")
+
+        async def once():
+            # aiohttp gives a body-less PUT `Content-Type: application/octet-stream`: sign what is sent
+            headers = self._headers("PUT", path, "application/octet-stream")
+            async with self._session().put(url, data=b"", headers=headers, timeout=CALL_TIMEOUT) as r:
+                body = (await r.read()).decode(errors="replace")
+                if r.status in (400, 404):
+                    return None
+                if r.status >= 300:
+                    raise RawStatusError(r.status, body)
+                return Sent(message_id, r.headers.get("x-ms-popreceipt", ""), None,
+                            _http_date(r.headers.get("x-ms-time-next-visible")))
+        return await retrying(once)
 
 
 class RawTableOps(_Signer):
@@ -96,9 +126,15 @@ class RawTableOps(_Signer):
                    "Accept": "application/json;odata=minimalmetadata",
                    "Authorization": f"SharedKeyLite {self.account}:{signature}", **(extra or {})}
         url = f"{urlparse(self.endpoint).scheme}://{urlparse(self.endpoint).netloc}{path}"
-        async with self._session().request(verb, url, data=entity_json(entity).encode(), headers=headers) as r:
-            raw = await r.read()
-            return r.status, r.headers.get("ETag"), raw
+        data = entity_json(entity).encode()
+
+        async def once():
+            async with self._session().request(verb, url, data=data, headers=headers, timeout=CALL_TIMEOUT) as r:
+                raw = await r.read()
+                if r.status in TRANSIENT_STATUS:
+                    raise RawStatusError(r.status, raw.decode(errors="replace"))
+                return r.status, r.headers.get("ETag"), raw
+        return await retrying(once)
 
     def _entity_path(self, table: str, entity: dict) -> str:
         return f"{self.path}/{table}(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
@@ -121,6 +157,15 @@ class RawTableOps(_Signer):
     async def replace(self, table: str, entity: dict, etag: str) -> str | None:
         """Replace If-Match `etag`: the new ETag, or None when it changed or vanished (412/404)."""
         status, new, raw = await self._call("PUT", self._entity_path(table, entity), entity, {"If-Match": etag})
+        if status in (404, 412):
+            return None
+        if status >= 300:
+            raise RawStatusError(status, raw.decode(errors="replace"))
+        return new
+
+    async def merge(self, table: str, entity: dict, etag: str) -> str | None:
+        """Merge If-Match `etag`: the new ETag, or None when it changed or vanished (412/404)."""
+        status, new, raw = await self._call("MERGE", self._entity_path(table, entity), entity, {"If-Match": etag})
         if status in (404, 412):
             return None
         if status >= 300:
