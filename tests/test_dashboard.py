@@ -358,6 +358,7 @@ def test_standalone_dashboard_with_auth_and_storage_going_away(tmp_path):
         page = c.follow(c.get(f"/_durafunc/?code={master}"))
         assert page.status == 200 and "No instances match." in page.text          # a hub never used: empty
         assert c.get("/_durafunc/hub").text.count("no queue") == 5
+        assert c.get("/_durafunc/instance?id=x").status == 404        # no history table: not found, no 500
         az.stop()
         down = c.get("/_durafunc/")
         assert down.status == 503 and "Storage is not reachable" in down.text and down.headers["Retry-After"] == "5"

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
+from azure.core.exceptions import ResourceNotFoundError
 
 from ... import __version__, management as mg
 from ...durable.client import ClientError, DurableClient
@@ -147,6 +148,20 @@ class Dashboard:
             if not html:
                 return web.json_response({"error": str(e)}, status=400)
             return self._render(request, "error.html", code=400, title="Bad request", message=str(e))
+        except ResourceNotFoundError:
+            text = (f"The task hub '{self.source.hub_name}' does not exist in this storage account (it was never "
+                    "run, or it was deleted).")
+            if not html:
+                return web.json_response({"error": text}, status=404)
+            return self._render(request, "error.html", code=404, title="No such task hub", message=text)
+        except web.HTTPException:
+            raise
+        except Exception as e:  # noqa: BLE001 - a page that says what failed, never a bare 500
+            log.exception("dashboard: %s %s failed", request.method, request.path)
+            if not html:
+                return web.json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
+            return self._render(request, "error.html", code=500, title="Something failed",
+                                message=f"{type(e).__name__}: {e}")
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         async def page():
