@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install start test test-stress test-sdk-oldest bench clean
+.PHONY: install start test test-stress test-sdk-oldest bench clean chromium
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -24,8 +24,18 @@ $(NODE_STAMP): package.json
 start: install
 	cd samples/hello && ../../$(VENV)/bin/durafunc start
 
-test: install
+test: install chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The dashboard's browser tests (make test) drive Debian's chromium through Playwright (Playwright's own browser
+# downloads are not used): installed with apt-get when missing (as root, else through sudo).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "chromium not found: install it (apt-get install chromium) for the browser tests"; exit 1; fi; \
+	  command -v apt-get >/dev/null || { echo "chromium not found and no apt-get: install chromium and put it on PATH"; exit 1; }; \
+	  echo "Installing chromium (Debian package) for the dashboard's browser tests..."; \
+	  $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }
 
 test-stress: install
 	$(PY) -m pytest -q -m stress $(PYTEST_ARGS)

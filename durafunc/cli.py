@@ -675,6 +675,48 @@ def delete_task_hub(task_hub_name, connection_string_setting, yes):
     click.secho(f"Task hub '{t.hub_name}' successfully deleted.", fg="green")
 
 
+@click.command("dashboard")
+@_common
+@click.option("-p", "--port", type=click.IntRange(1, 65535), default=7072, show_default=True,
+              help="Local port to serve the dashboard on.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Local IP address to bind to.")
+@click.option("--enable-auth", "--enableAuth", "enable_auth", is_flag=True,
+              help="Require the master key (masterKey in .durafunc/keys.json), as `durafunc start --enable-auth`.")
+def dashboard(task_hub_name, connection_string_setting, port, address, enable_auth):
+    """Serve the dashboard of a task hub (instances, history, actions, entities, partitions) without the app."""
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from .http.dashboard.server import DashboardError, serve
+    from .management import describe_storage
+    from .settings import SettingsError, find_app_root
+    sys.stdout.reconfigure(line_buffering=True)
+    t = _Target(task_hub_name, connection_string_setting)
+    _configure_logging(False)            # the actions taken from the pages are logged, as by the host
+    keys = None
+    if enable_auth:
+        from .http.keys import Keys
+        try:
+            root = find_app_root(os.getcwd())
+        except SettingsError:
+            root = Path.cwd()
+        try:
+            keys = Keys(Path(root) / ".durafunc" / "keys.json")
+        except (SettingsError, OSError) as e:
+            raise UserError(str(e)) from None
+    try:
+        asyncio.run(serve(t.conn, t.hub_name, t.partitions, port=port, address=address,
+                          storage=describe_storage(t.conn), keys=keys, echo=click.echo))
+    except DashboardError as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+main.add_command(dashboard)
+
+
 MANAGEMENT_COMMANDS = [get_instances, get_runtime_status, get_history, purge_history, raise_event, start_new,
                        terminate, rewind, suspend, resume, delete_task_hub]
 

@@ -157,6 +157,211 @@ async def probe_host_url(port: int) -> str | None:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s:
             async with s.get(f"{url}/admin/host/status") as r:
-                return url if r.status == 200 else None
+                return url if r.status in (200, 401) else None    # 401: a host with --enable-auth
     except Exception:  # noqa: BLE001
         return None
+
+
+# -- for the dashboard (and any other reader of many instances) ------------------------------------------
+
+class InstanceFilter:
+    """The filters of an instance list: statuses, created range, id prefix, name prefix (all optional)."""
+
+    def __init__(self, *, statuses=None, created_from=None, created_to=None, prefix: str | None = None,
+                 name: str | None = None):
+        self.statuses = statuses or None
+        self.created_from = created_from
+        self.created_to = created_to
+        self.prefix = prefix or None
+        self.name = name or None
+
+    def without_status(self) -> "InstanceFilter":
+        return InstanceFilter(created_from=self.created_from, created_to=self.created_to, prefix=self.prefix,
+                              name=self.name)
+
+    def odata(self) -> str:
+        """The Instances-table $filter: the conditions of InstancesTable.query, and `Name` starting with `name`."""
+        from .storage.names import escape_key
+        from .storage.rows import odata_literal
+        conds = []
+        if self.created_from is not None:
+            conds.append(f"CreatedTime ge {odata_literal(self.created_from)}")
+        if self.created_to is not None:
+            conds.append(f"CreatedTime le {odata_literal(self.created_to)}")
+        if self.statuses:
+            names = sorted({s.name for s in self.statuses})
+            conds.append("(" + " or ".join(f"RuntimeStatus eq {odata_literal(n)}" for n in names) + ")")
+        if self.prefix:
+            key = escape_key(self.prefix)
+            conds.append(f"PartitionKey ge {odata_literal(key)} and PartitionKey lt {odata_literal(_after(key))}")
+        if self.name:
+            conds.append(f"Name ge {odata_literal(self.name)} and Name lt {odata_literal(_after(self.name))}")
+        if not (self.prefix or "").startswith("@"):
+            conds.append("(PartitionKey lt '@' or PartitionKey ge 'A')")    # entities are listed on their own
+        return " and ".join(conds)
+
+
+def _after(s: str) -> str:
+    """The smallest string greater than every string starting with `s`."""
+    return s[:-1] + chr(ord(s[-1]) + 1)
+
+
+async def query_instances(hub, flt: InstanceFilter, *, top: int, continuation: str | None = None):
+    """(rows, continuation token) of one page of instances in id order; the token is the Instances-table
+    continuation (the same form as the HTTP API's `x-ms-continuation-token` and `get-instances`). Without a name
+    filter it is `InstancesTable.query` itself; a missing table (a hub never used) is an empty page."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from .storage.instances import decode_continuation, encode_continuation, row_from_entity
+    try:
+        if flt.name is None:
+            return await hub.instances.query(created_from=flt.created_from, created_to=flt.created_to,
+                                             statuses=flt.statuses, prefix=flt.prefix, top=top,
+                                             continuation=continuation)
+        return await _query_pages(hub, flt.odata(), top, decode_continuation(continuation),
+                                  row_from_entity, encode_continuation)
+    except ResourceNotFoundError:
+        return [], None
+
+
+async def _query_pages(hub, odata: str, top: int, token, convert, encode):
+    from .storage.errors import StorageUnavailableError, is_unavailable
+    entities: list = []
+    try:
+        while len(entities) < top:
+            pages = hub.instances.client.query_entities(odata, results_per_page=top - len(entities)).by_page(
+                continuation_token=token)
+            try:
+                page = await pages.__anext__()
+            except StopAsyncIteration:
+                token = None
+                break
+            entities += [e async for e in page]
+            token = pages.continuation_token
+            if not token:
+                break
+    except Exception as e:
+        if is_unavailable(e):
+            raise StorageUnavailableError(f"storage unavailable: {type(e).__name__}: {e}") from e
+        raise
+    return [convert(e) for e in entities], encode(token)
+
+
+async def count_by_status(hub, flt: InstanceFilter, *, limit: int = 100_000) -> tuple[dict[str, int], bool]:
+    """({status name: count}, complete) of the instances matching `flt` (its statuses ignored), reading only the
+    RuntimeStatus column; stops after `limit` rows (complete is then False)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from .storage.errors import StorageUnavailableError, is_unavailable
+    counts = {s.name: 0 for s in OrchestrationStatus}
+    seen = 0
+    odata = flt.without_status().odata()
+    try:
+        async for e in hub.instances.client.query_entities(odata, select=["RuntimeStatus"],
+                                                           results_per_page=1000):
+            name = e.get("RuntimeStatus")
+            counts[name] = counts.get(name, 0) + 1
+            seen += 1
+            if seen >= limit:
+                return counts, False
+    except ResourceNotFoundError:
+        pass
+    except Exception as e:
+        if is_unavailable(e):
+            raise StorageUnavailableError(f"storage unavailable: {type(e).__name__}: {e}") from e
+        raise
+    return counts, True
+
+
+async def list_entities(hub, *, top: int, continuation: str | None = None, name: str | None = None):
+    """(entities, token): [{instanceId, name, key, lastOperationTime, exists, state (JSON text)}] in id order."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from .durable.entities import EntityState, parse_entity_id
+    prefix = f"@{name.lower()}@" if name else "@"
+    try:
+        rows, token = await hub.instances.query(prefix=prefix, top=top, continuation=continuation,
+                                                resolve_large=True)
+    except ResourceNotFoundError:
+        return [], None
+    out = []
+    for r in rows:
+        ename, key = parse_entity_id(r.instance_id)
+        st = EntityState.from_row_input(r.input)
+        out.append({"instanceId": r.instance_id, "name": ename, "key": key, "lastOperationTime": r.last_updated_time,
+                    "exists": st.exists, "state": st.state, "row": r})
+    return out, token
+
+
+async def hub_overview(hub, *, peek: int = 5) -> dict:
+    """What a task hub looks like now: whether it exists, each partition's lease (owner, leased, epoch) and
+    control-queue depth, the work-item queue depth, and the hub's poison queues with their first messages."""
+    import asyncio
+
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from .storage.queues import POISON_SUFFIX
+
+    async def depth(queue) -> int | None:
+        try:
+            return await queue.peek_count()
+        except ResourceNotFoundError:
+            return None
+
+    async def leases():
+        try:
+            return {lease.partition: lease for lease in await hub.partition_leases("durafunc-dashboard").list()}
+        except ResourceNotFoundError:
+            return {}
+
+    async def poison_queues():
+        service = hub.account.queue_service
+        low = hub.names.hub.lower() + "-"
+        out = []
+        async for q in service.list_queues(name_starts_with=low):
+            if not q.name.endswith(POISON_SUFFIX):
+                continue
+            client = service.get_queue_client(q.name)
+            props = await client.get_queue_properties()
+            messages = [m.content for m in await client.peek_messages(max_messages=peek)] if peek else []
+            out.append({"name": q.name, "depth": props.approximate_message_count or 0, "messages": messages})
+        return out
+
+    exists = await hub.exists()
+    lease_map, depths, work_depth, poison = await asyncio.gather(
+        leases(), asyncio.gather(*(depth(q) for q in hub.control_queues)), depth(hub.work_items), poison_queues())
+    partitions = []
+    for q, d in zip(hub.control_queues, depths):
+        lease = lease_map.get(q.name)
+        partitions.append({"partition": q.name, "depth": d,
+                           "owner": lease.owner if lease is not None else None,
+                           "leased": bool(lease and lease.leased), "epoch": lease.epoch if lease else None})
+    return {"exists": exists, "partitions": partitions, "workItems": {"name": hub.work_items.name,
+                                                                      "depth": work_depth},
+            "poison": poison, "workers": sorted({p["owner"] for p in partitions if p["owner"] and p["leased"]})}
+
+
+async def restart_instance(client, instance_id: str, *, new_instance_id: bool = True) -> str:
+    """Start the instance's orchestrator again with its input (the HTTP API's restart): under a new id, or under
+    the same id after terminating it if it still runs. Returns the id of the new execution."""
+    from .durable.client import ClientError
+    from .storage.schema import ACTIVE_STATUSES
+    row = await client.get(instance_id)
+    if row is None:
+        raise ClientError("InstanceId does not match a valid orchestration instance.", 404)
+    value = json.loads(row.input) if row.input is not None else None
+    if not new_instance_id and row.runtime_status in ACTIVE_STATUSES:
+        await client.terminate(instance_id, "restarted")
+        await client.wait_for(instance_id, 10)
+    return await client.start_new(row.name, None if new_instance_id else instance_id, value,
+                                  has_input=row.input is not None)
+
+
+def describe_storage(conn: str) -> str:
+    """Where a connection string points, for headers and logs: its table endpoint, else the account name."""
+    from .settings import parse_connection_string
+    try:
+        parts = parse_connection_string(conn) if conn else {}
+    except Exception:  # noqa: BLE001 - only a label
+        parts = {}
+    return parts.get("tableendpoint") or parts.get("accountname") or "storage"

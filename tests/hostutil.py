@@ -51,7 +51,8 @@ class HostProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"host exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if self.request("GET", "/admin/host/status").status == 200 and "Host started" in self.log():
+                # /admin/host/ping answers without a key, also under --enable-auth (as on Azure)
+                if self.request("GET", "/admin/host/ping").status == 200 and "Host started" in self.log():
                     return self
             except OSError:
                 pass

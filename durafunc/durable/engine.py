@@ -99,6 +99,7 @@ class Engine:
         self.hub_gone = False
         self.balancer = None
         self._stop_task: asyncio.Task | None = None
+        self._hub_check: asyncio.Task | None = None
         self.outage_logged = False
         self.stats = {"episodes": 0, "activities": 0, "repaired": 0, "poisoned": 0}
 
@@ -186,11 +187,16 @@ class Engine:
         """A table, queue or container of the hub was not found: if the hub is gone, say so once and stop."""
         if self.hub_gone or not self.running:
             return
+        if self._hub_check is None or self._hub_check.done():     # one look at a time, however many ask
+            self._hub_check = asyncio.get_running_loop().create_task(self._look_for_hub())
+        await asyncio.shield(self._hub_check)
+
+    async def _look_for_hub(self) -> None:
         try:
             exists = await self.hub.exists()
         except StorageUnavailableError:
             return
-        if exists:
+        if exists or self.hub_gone:
             return
         self.hub_gone = True
         log.error("task hub '%s' was deleted (its History table is gone): the durable engine stops; restart the "

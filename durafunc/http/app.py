@@ -1,17 +1,21 @@
 """The host's aiohttp application: user HTTP functions under the route prefix, the Durable HTTP API,
-and the admin endpoints (`/admin/host/status`, `POST /admin/functions/{name}`)."""
+the admin endpoints (`/admin/host/status`, `POST /admin/functions/{name}`) and the dashboard (`/_durafunc/`).
+
+Under `--enable-auth` (http/keys.py): user functions need a function key or the master key by their auth
+level, the Durable HTTP API and the RPC base the `durabletask_extension` system key or the master key,
+`/admin/*` the master key (except `/admin/host/ping`), the dashboard the master key (its own login)."""
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
-from pathlib import Path
 
 import azure.functions as func
 from aiohttp import web
 
-from .durable_api import DurableApi
+from .dashboard import PREFIX as DASHBOARD_PREFIX, Dashboard, HubSource
+from .durable_api import PUBLIC_BASE, RPC_BASE, DurableApi
+from .keys import Keys  # noqa: F401 - the host builds its Keys from here
 
 log = logging.getLogger("durafunc.http")
 
@@ -20,30 +24,8 @@ def json_error(status: int, message: str, **extra) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-class Keys:
-    """Function keys for `--enable-auth`, kept in `.durafunc/keys.json` of the app."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        if path.is_file():
-            data = json.loads(path.read_text())
-        else:
-            data = {"masterKey": secrets.token_urlsafe(32), "functionKeys": {"default": secrets.token_urlsafe(32)}}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(data, indent=2))
-        self.master = data.get("masterKey")
-        self.function_keys = set((data.get("functionKeys") or {}).values())
-
-    def allows(self, request: web.Request, auth_level: str | None) -> bool:
-        level = (auth_level or "function").lower()
-        if level == "anonymous":
-            return True
-        key = request.query.get("code") or request.headers.get("x-functions-key")
-        if key is None:
-            return False
-        if key == self.master:
-            return True
-        return level == "function" and key in self.function_keys
+def _under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base + "/")
 
 
 class HostApp:
@@ -58,11 +40,28 @@ class HostApp:
         self.cors_credentials = cors_credentials
         self.keys = keys
         self.started = time.monotonic()
+        if keys is not None:
+            api.set_system_key(keys.system)
+
+    def dashboard(self) -> Dashboard:
+        from ..management import describe_storage
+        host = self.host
+        s = host.settings
+        source = HubSource(client=self.api.client, hub_name=s.hub_name, partition_count=s.partition_count,
+                           storage=describe_storage(host.hub.account.connection_string if host.hub else ""),
+                           worker_id=host.worker_id, orchestrator_names=lambda: host.app.orchestrator_names)
+        return Dashboard(source, self.keys)
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self.cors_middleware], client_max_size=100 * 1024 * 1024)
+        app = web.Application(middlewares=[self.cors_middleware, self.auth_middleware],
+                              client_max_size=100 * 1024 * 1024)
         app.add_routes(self.api.routes())
+        app.add_routes(self.dashboard().routes())
         app.add_routes([
+            web.route("GET", "/admin/host/ping", self.ping),
+            web.route("POST", "/admin/host/ping", self.ping),
+            web.get("/admin/host/keys", self.host_keys),
+            web.get("/admin/host/systemkeys", self.system_keys),
             web.get("/admin/host/status", self.host_status),
             web.post("/admin/functions/{name}", self.run_function),
             web.get("/admin/functions", self.list_functions),
@@ -87,6 +86,37 @@ class HostApp:
             if self.cors_credentials:
                 resp.headers["Access-Control-Allow-Credentials"] = "true"
         return resp
+
+    @web.middleware
+    async def auth_middleware(self, request: web.Request, handler):
+        """The system key (or master) for the Durable API and RPC base, the master key for /admin/*. User
+        functions are checked by their auth level in `user_function`, the dashboard by its own login."""
+        if self.keys is None:
+            return await handler(request)
+        path = request.path
+        if _under(path, PUBLIC_BASE) or _under(path, RPC_BASE):
+            if not self.keys.allows_system(request):
+                return json_error(401, "The Durable Functions HTTP API requires the system key "
+                                       "'durabletask_extension' or the master key: pass ?code=<key> or the "
+                                       "x-functions-key header (keys are in .durafunc/keys.json).")
+        elif _under(path, "/admin") and path.rstrip("/") != "/admin/host/ping":
+            if not self.keys.allows_admin(request):
+                return json_error(401, "Admin endpoints require the master key: pass ?code=<masterKey> or the "
+                                       "x-functions-key header (keys are in .durafunc/keys.json).")
+        return await handler(request)
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def host_keys(self, request: web.Request) -> web.Response:
+        """Azure's `GET /admin/host/keys`: the host's function keys (master key required)."""
+        keys = self.keys.function_keys if self.keys is not None else {}
+        return web.json_response({"keys": [{"name": n, "value": v} for n, v in keys.items()]})
+
+    async def system_keys(self, request: web.Request) -> web.Response:
+        """Azure's `GET /admin/host/systemkeys`: the system keys, `durabletask_extension` among them."""
+        keys = self.keys.system_keys if self.keys is not None else {}
+        return web.json_response({"keys": [{"name": n, "value": v} for n, v in keys.items()]})
 
     async def host_status(self, request: web.Request) -> web.Response:
         from .. import __version__
@@ -127,6 +157,8 @@ class HostApp:
     async def user_function(self, request: web.Request) -> web.StreamResponse:
         from ..functions.routes import MethodNotAllowed
         match = self.host.route_table().match(request.method, request.path)
+        if match is None and request.path == "/" and request.method in ("GET", "HEAD"):
+            raise web.HTTPFound(DASHBOARD_PREFIX + "/")     # no user function claims `/`: the dashboard
         if match is None:
             return json_error(404, f"No function matches {request.method} {request.path}.")
         if isinstance(match, MethodNotAllowed):

@@ -18,6 +18,7 @@ log = logging.getLogger("durafunc.http")
 STORAGE_RETRY_AFTER = 5          # seconds a client is asked to wait while storage is unavailable
 RPC_BASE = "/durabletask"
 CONNECTION = "Storage"
+SYSTEM_KEY_USER = "durabletask_extension"          # the user name before the system key in rpcBaseUrl
 
 
 def error_response(status: int, message: str, exc_type: str = "System.ArgumentException") -> web.Response:
@@ -37,10 +38,21 @@ class DurableApi:
         self.orchestrator_names = orchestrator_names   # callable -> list of names
         self.origin = origin.rstrip("/")               # e.g. http://127.0.0.1:7071
         self._binding: str | None = None
+        self.system_key: str | None = None             # --enable-auth: `durabletask_extension` (http/keys.py)
+
+    def set_system_key(self, key: str | None) -> None:
+        """Under --enable-auth the management URLs carry `code=<system key>` and the binding's RPC base carries
+        it as user info (the SDK's client adds no key of its own; aiohttp sends it as Basic authentication)."""
+        self.system_key = key
+        self._binding = None
+
+    def _code(self) -> str:
+        return f"code={quote(self.system_key, safe='')}" if self.system_key else ""
 
     # -- the durable client binding -------------------------------------------------------------
     def query_suffix(self) -> str:
-        return f"taskHub={quote(self.hub_name)}&connection={CONNECTION}"
+        code = f"&{self._code()}" if self.system_key else ""
+        return f"taskHub={quote(self.hub_name)}&connection={CONNECTION}{code}"
 
     def management_urls(self, instance_id: str, origin: str | None = None) -> dict:
         base = f"{(origin or self.origin).rstrip('/')}{PUBLIC_BASE}"
@@ -77,10 +89,16 @@ class DurableApi:
             },
             "managementUrls": m,
             "baseUrl": base,
-            "requiredQueryStringParameters": "",
-            "rpcBaseUrl": f"{self.origin}{RPC_BASE}/",
+            "requiredQueryStringParameters": self._code(),
+            "rpcBaseUrl": f"{self._rpc_origin()}{RPC_BASE}/",
             "httpBaseUrl": None,
         })
+
+    def _rpc_origin(self) -> str:
+        if not self.system_key:
+            return self.origin
+        scheme, _, rest = self.origin.partition("://")
+        return f"{scheme}://{SYSTEM_KEY_USER}:{quote(self.system_key, safe='')}@{rest}"
 
     def check_status(self, instance_id: str, origin: str | None = None) -> dict:
         m = self.management_urls(instance_id, origin)
