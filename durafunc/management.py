@@ -348,7 +348,7 @@ async def restart_instance(client, instance_id: str, *, new_instance_id: bool = 
     from .storage.schema import ACTIVE_STATUSES
     row = await client.get(instance_id)
     if row is None:
-        raise ClientError("InstanceId does not match a valid orchestration instance.", 404)
+        raise ClientError("InstanceId does not match a valid orchestration instance.")   # 400, as on Azure
     value = json.loads(row.input) if row.input is not None else None
     if not new_instance_id and row.runtime_status in ACTIVE_STATUSES:
         await client.terminate(instance_id, "restarted")

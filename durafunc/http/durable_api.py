@@ -326,13 +326,7 @@ class DurableApi:
         return web.json_response(body, headers={"x-ms-continuation-token": token} if token else {})
 
     async def restart(self, request: web.Request, iid: str) -> web.StreamResponse:
-        row = await self.client.get(iid)
-        if row is None:
-            raise ClientError("InstanceId does not match a valid orchestration instance.")
-        new_id = None if _truthy(request.query.get("restartWithNewInstanceId"), True) else iid
-        value = json.loads(row.input) if row.input is not None else None
-        if new_id == iid and row.runtime_status in ACTIVE_STATUSES:
-            await self.client.terminate(iid, "restarted")
-            await self.client.wait_for(iid, 10)
-        new = await self.client.start_new(row.name, new_id, value, has_input=row.input is not None)
+        from ..management import restart_instance
+        new = await restart_instance(self.client, iid,
+                                     new_instance_id=_truthy(request.query.get("restartWithNewInstanceId"), True))
         return self._accepted(request, new)
