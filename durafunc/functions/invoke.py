@@ -5,6 +5,7 @@ import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import re
 import traceback
 import uuid
@@ -18,11 +19,13 @@ from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
 from ..durable.worker import UserCodeError
-from .logcontext import invocation
+from .emulated import dropped_outputs
+from .logcontext import _OrchestrationRun, invocation, orchestration
 from .model import FunctionInfo, LoadedApp
 from .queues import trigger_value
 
 CLIENT_TYPES = ("durableclient", "orchestrationclient")
+log = logging.getLogger("durafunc.function")
 
 
 class FunctionNotFound(Exception):
@@ -120,9 +123,11 @@ class Invoker:
             raise FunctionNotFound(f"The function '{name}' doesn't exist, is disabled, or is not loaded.")
         return fn
 
-    async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False) -> Any:
-        """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline."""
-        invocation_id = str(uuid.uuid4())
+    async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False,
+                    invocation_id: str | None = None) -> Any:
+        """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline.
+        `invocation_id`: the id the host logs for this invocation (a new one when not given)."""
+        invocation_id = invocation_id or str(uuid.uuid4())
         params = fn.parameters
         outs = {}
         for b in fn.bindings:
@@ -131,6 +136,7 @@ class Invoker:
         if "context" in params and "context" not in kwargs and not any(b.name == "context" for b in fn.bindings):
             kwargs["context"] = _Context(fn, invocation_id)
         token = invocation.set((fn.name, invocation_id))
+        replay_token = orchestration.set(_OrchestrationRun()) if fn.kind == "orchestrator" else None
         try:
             if fn.is_async:
                 result = await fn.entry(**kwargs)
@@ -146,6 +152,11 @@ class Invoker:
             raise FunctionError(type(e).__name__, str(e), _user_traceback(e)) from e
         finally:
             invocation.reset(token)
+            if replay_token is not None:
+                orchestration.reset(replay_token)
+        for b in dropped_outputs(fn, result, outs):
+            log.warning("Function '%s' (Id=%s): binding '%s' (%s) is not emulated locally; the value it was "
+                        "given is dropped", fn.name, invocation_id, b.name, b.type)
         return result, outs
 
     async def _write_outputs(self, fn: FunctionInfo, result: Any, outs: dict) -> None:
@@ -180,22 +191,24 @@ class Invoker:
                 kwargs[b.name] = None   # other input bindings are not emulated
         return kwargs
 
-    async def run_orchestrator(self, name: str, context_json: str) -> str:
+    async def run_orchestrator(self, name: str, context_json: str, *, invocation_id: str | None = None) -> str:
         fn = self._get(name)
         result, _ = await self._call(fn, self._inputs(fn, func.OrchestrationContext(context_json), None),
-                                     inline=True)
+                                     inline=True, invocation_id=invocation_id)
         return result if isinstance(result, str) else json.dumps(result)
 
-    async def run_entity(self, name: str, context_json: str) -> str:
+    async def run_entity(self, name: str, context_json: str, *, invocation_id: str | None = None) -> str:
         fn = self._get(name)
-        result, _ = await self._call(fn, self._inputs(fn, func.EntityContext(context_json), None), inline=True)
+        result, _ = await self._call(fn, self._inputs(fn, func.EntityContext(context_json), None), inline=True,
+                                     invocation_id=invocation_id)
         return result if isinstance(result, str) else json.dumps(result)
 
-    async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
+    async def run_activity(self, name: str, input_text: str | None, *, instance_id: str,
+                           invocation_id: str | None = None) -> str | None:
         fn = self._get(name)
         datum = meta.Datum(value=input_text if input_text is not None else "null", type="string")
         value = ActivityTriggerConverter.decode(datum, trigger_metadata={"instanceId": instance_id})
-        result, outs = await self._call(fn, self._inputs(fn, value, None))
+        result, outs = await self._call(fn, self._inputs(fn, value, None), invocation_id=invocation_id)
         await self._write_outputs(fn, None, outs)
         try:
             encoded = ActivityTriggerConverter.encode(result, expected_type=None)
@@ -204,29 +217,31 @@ class Invoker:
         text = encoded.value if encoded is not None else None
         return None if text in (None, "null") else text
 
-    async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None) -> HttpResult:
+    async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None, *,
+                       invocation_id: str | None = None) -> HttpResult:
         fn = self._get(name)
-        result, outs = await self._call(fn, self._inputs(fn, request, client_json))
+        result, outs = await self._call(fn, self._inputs(fn, request, client_json), invocation_id=invocation_id)
         await self._write_outputs(fn, result, outs)
         for b in fn.bindings:
             if b.direction == "out" and b.type.lower() == "http" and b.name in outs:
                 result = outs[b.name].get()
         return to_http_result(result)
 
-    async def run_function(self, name: str, input_text: str | None, client_json: str | None = None) -> None:
+    async def run_function(self, name: str, input_text: str | None, client_json: str | None = None, *,
+                           invocation_id: str | None = None) -> None:
         """Run a non-HTTP function by hand (POST /admin/functions/{name}); a queue trigger gets the input as the
         message body."""
         fn = self._get(name)
         if fn.kind == "activity":
             await self.run_activity(name, json.dumps(input_text) if input_text is not None else None,
-                                    instance_id="")
+                                    instance_id="", invocation_id=invocation_id)
             return
         value: Any = input_text
         if fn.trigger.type.lower() == "timertrigger":
             value = _TimerRequest()
         elif fn.trigger.type.lower() == "queuetrigger":
             value = trigger_value(meta.Datum(input_text or "", "string"), {}, fn.binding_type(fn.trigger.name))
-        result, outs = await self._call(fn, self._inputs(fn, value, client_json))
+        result, outs = await self._call(fn, self._inputs(fn, value, client_json), invocation_id=invocation_id)
         await self._write_outputs(fn, result, outs)
 
     async def run_queue(self, name: str, data: meta.Datum, metadata: dict, client_json: str | None) -> None:
