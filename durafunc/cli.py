@@ -81,9 +81,22 @@ def _configure_logging(verbose: bool, user_level: int = 20, show_replay_logs: bo
         logging.getLogger("durafunc.engine").setLevel(logging.WARNING)
 
 
+def _port(ctx, param, value):
+    """--port: a TCP port number; one line naming it otherwise (not click's usage text)."""
+    if value is None:
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port: '{value}' is not a port number (0 to 65535; 0 = any free port)")
+    return port
+
+
 @main.command()
-@click.option("-p", "--port", type=click.IntRange(0, 65535), default=None,
-              help="Local port to listen on. Default: 7071")
+@click.option("-p", "--port", default=None, callback=_port, help="Local port to listen on (0: any free port). "
+                                                                  "Default: 7071")
 @click.option("--address", default=None, help="Local IP address to bind to. Default: 127.0.0.1")
 @click.option("--cors", default=None, help="A comma separated list of CORS origins with no spaces.")
 @click.option("--cors-credentials", is_flag=True, default=None, help="Allow cross-origin authenticated requests.")

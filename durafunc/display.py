@@ -150,32 +150,58 @@ def tsv(grid: Grid, *, header: bool = True) -> str:
     return "\n".join("\t".join(r) for r in rows)
 
 
-def rich_table(grid: Grid, *, header: bool = True, box=True) -> Table:
-    """A table for a terminal: ids and names keep their full width; the other columns give way first."""
-    kw = {} if box else {"box": None, "show_edge": False, "pad_edge": False}
-    t = Table(show_header=header, header_style="bold", **kw)
-    for i, c in enumerate(grid.columns):
-        if c.keep:
-            width = max([len(c.header) if header else 0] + [len(r[i]) for r in grid.rows])
-            t.add_column(c.header, no_wrap=True, min_width=width, justify=c.justify, overflow="ignore")
-        else:
-            t.add_column(c.header, no_wrap=True, overflow="ellipsis", justify=c.justify)
+def fit_widths(grid: Grid, total: int, *, header: bool = True) -> list[int] | None:
+    """Column widths for a boxed table `total` characters wide: ids and names (`keep`) get their full width, the
+    other columns share the rest (at least 4 characters each: room for `x…`). None when even that does not fit."""
+    n = len(grid.columns)
+    natural = [max([len(c.header) if header else 0] + [len(r[i]) for r in grid.rows]) for i, c in enumerate(grid.columns)]
+    avail = total - (3 * n + 1)                    # a box: padding of 1 each side, n + 1 rules
+    if sum(natural) <= avail:
+        return natural
+    others = [i for i, c in enumerate(grid.columns) if not c.keep]
+    room = avail - sum(natural[i] for i, c in enumerate(grid.columns) if c.keep)
+    widths = list(natural)
+    mins = {i: min(natural[i], 4) for i in others}
+    if room < sum(mins.values()):
+        return None
+    deficit = sum(natural[i] - mins[i] for i in others)
+    spare = room - sum(mins.values())
+    for i in others:
+        widths[i] = mins[i] + ((natural[i] - mins[i]) * spare // deficit if deficit else 0)
+    return widths
+
+
+def rich_table(grid: Grid, width: int, *, header: bool = True) -> Table | None:
+    """A table for a terminal `width` wide: ids and names keep their full width, the other columns are shortened
+    (with an ellipsis) first; None when the ids and names alone are wider than the terminal."""
     from rich.text import Text
+    widths = fit_widths(grid, width, header=header)
+    if widths is None:
+        return None
+    t = Table(show_header=header, header_style="bold")
+    for c, w in zip(grid.columns, widths):
+        t.add_column(c.header, width=w, no_wrap=True, justify=c.justify,
+                     overflow="ignore" if c.keep else "ellipsis")
     for row, styles in zip(grid.rows, grid.styles):
         t.add_row(*(Text(cell, style=styles.get(i, "")) for i, cell in enumerate(row)))
     return t
 
 
-def emit(grid: Grid, output: str = "table", *, out: Console | None = None, header: bool = True,
-         box: bool = True) -> None:
-    """Print a grid as `output` (table / tsv) to stdout: a rich table on a terminal, plain columns otherwise."""
+def emit(grid: Grid, output: str = "table", *, header: bool = True) -> None:
+    """Print a grid as `output` (table / tsv) to stdout: a fitted rich table on a terminal, plain columns
+    otherwise (and on a terminal too narrow for the ids and names: plain lines, which it wraps but nothing cuts)."""
     if output == "tsv":
         sys.stdout.write(tsv(grid, header=header) + "\n")
-    elif is_terminal() and (out is None or out.is_terminal):
-        (out or console()).print(rich_table(grid, header=header, box=box))
-    else:
-        text = plain(grid, header=header)
-        sys.stdout.write(text + ("\n" if text else ""))
+        sys.stdout.flush()
+        return
+    if is_terminal():
+        out = console()
+        table = rich_table(grid, out.width, header=header)
+        if table is not None:
+            out.print(table)
+            return
+    text = plain(grid, header=header)
+    sys.stdout.write(text + ("\n" if text else ""))
     sys.stdout.flush()
 
 

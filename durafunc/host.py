@@ -127,7 +127,9 @@ class Host:
         self.opt = options
         self.echo = options.echo
         # stable across restarts (one host per port on a machine): a restarted host adopts its own leases at once
-        self.worker_id = options.worker_id or f"{socket.gethostname()}-{options.port or settings.http_port}"
+        # (--port 0, any free port: the process id, so two such hosts never share a worker id)
+        self.worker_id = options.worker_id or f"{socket.gethostname()}-" + (
+            f"pid{os.getpid()}" if options.port == 0 else f"{options.port or settings.http_port}")
         self.app = None
         self.invoker = None
         self._routes = None

@@ -79,3 +79,9 @@ def send_sms(req: func.HttpRequest, message: func.Out[str]) -> func.HttpResponse
 async def starter(req: func.HttpRequest, client) -> func.HttpResponse:
     instance_id = await client.start_new(req.route_params["name"])
     return client.create_check_status_response(req, instance_id)
+
+
+@app.orchestration_trigger(context_name="context")
+def waits(context: df.DurableOrchestrationContext):
+    value = yield context.wait_for_external_event("Go")
+    return value
