@@ -113,9 +113,12 @@ def test_a_failure_is_logged_once_with_the_users_traceback(host):
     episodes that replay the failure while the others finish are not logged as new failed runs."""
     status, iid = run(host, "fan_fail")
     assert status["runtimeStatus"] == "Failed"
-    wait_log(host, r"Executed 'Functions\.maybe_fail' \(Succeeded.*\n(.*\n)*.*Executed 'Functions\.maybe_fail'")
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20                     # all four activities ran to their end
+    while len([r for r in runs(host.log(), "maybe_fail", iid) if r[2]]) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)                                      # and whatever episodes their results caused
     log = host.log()
+    assert len([r for r in runs(log, "maybe_fail", iid) if r[2]]) == 4
     failed_activities = [r for r in runs(log, "maybe_fail", iid) if r[2] == "Failed"]
     assert len(failed_activities) == 1
     block = log[log.index(f"Executed 'Functions.maybe_fail' (Failed, Id={failed_activities[0][1]}"):]
