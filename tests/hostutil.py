@@ -116,6 +116,10 @@ class GatedProxy:
 
     def close(self) -> None:
         self.closed = True
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)       # wakes the accepting thread
+        except OSError:
+            pass
         self.server.close()
 
     def _accept(self) -> None:
