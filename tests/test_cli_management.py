@@ -362,3 +362,55 @@ def test_storage_that_does_not_answer(world):
         conn = conn.replace(f":{m}/", f":{port}/")
     r = cli(world, "get-instances", env={"AzureWebJobsStorage": conn})
     one_line_error(r, f"nothing answers on ports {port}/{port}/{port} of this machine", "durafunc azurite start")
+
+
+def test_commands_find_the_azurite_started_here_on_other_ports(tmp_path):
+    """`durafunc azurite start --blob-port ...` in the app folder: the connection's own ports do not answer, so
+    the management commands and `durafunc start` use that Azurite (its record knows the ports)."""
+    from durafunc.azurite import azurite_connection_string
+    from hostutil import free_port
+    from test_azurite import free_ports
+    app = tmp_path / "app"
+    app.mkdir()
+    closed = free_ports()                                   # what local.settings.json points at: nothing there
+    (app / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"durableTask": {
+        "hubName": "FoundHub"}}}))
+    (app / "local.settings.json").write_text(json.dumps({"Values": {
+        "AzureWebJobsStorage": azurite_connection_string("127.0.0.1", *closed)}}))
+    (app / "function_app.py").write_text(
+        "import azure.durable_functions as df\nimport azure.functions as func\n\n"
+        "app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)\n\n\n"
+        "@app.orchestration_trigger(context_name='context')\ndef hi(context):\n    return 'hi'\n")
+    env = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
+
+    def run(*args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "durafunc", *args], cwd=app, capture_output=True, text=True,
+                              env=env, timeout=timeout)
+    b, q, t = free_ports()
+    r = run("azurite", "start", "--in-memory", "--blob-port", str(b), "--queue-port", str(q), "--table-port", str(t))
+    assert r.returncode == 0, r.stderr
+    host = None
+    try:
+        r = run("get-instances")
+        assert r.returncode == 1 and f"(the Azurite started here, pid " in r.stderr, r.stderr
+        assert f"Task hub 'FoundHub' does not exist in storage account 'devstoreaccount1' (http://127.0.0.1:{t}/" \
+               in r.stderr                                   # reached that Azurite: no 'storage unavailable'
+        port = free_port()
+        host = subprocess.Popen([sys.executable, "-m", "durafunc", "start", "--no-reload", "--port", str(port)],
+                                cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in host.stdout:
+            lines.append(line)
+            if "Host started" in line or len(lines) > 200:
+                break
+        out = "".join(lines)
+        assert f"Using the Azurite started here (pid " in out and f"blob {b}, queue {q}, table {t}" in out, out
+        assert "Started Azurite" not in out                 # no second Azurite on the closed ports
+        r = run("start-new", "--function-name", "hi", "--id", "found-1")
+        assert r.returncode == 0 and f"Status: http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances/" \
+                                     "found-1" in r.stdout, r.stdout + r.stderr
+    finally:
+        if host is not None:
+            host.terminate()
+            host.wait(20)
+        run("azurite", "stop")
