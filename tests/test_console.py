@@ -3,7 +3,6 @@ replay-safe), failures once with the user's traceback, the app's logs without th
 does not emulate; Azure's answers to operations in the wrong state; readiness; request limits."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
