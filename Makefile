@@ -21,8 +21,14 @@ $(NODE_STAMP): package.json
 	@npm install --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(NODE_STAMP)
 
+# make start [APP=samples/hello] [PORT=7072] [HUB=MyHub] [START_ARGS="--verbose --functions a b"]
+APP ?= samples/hello
+PORT ?=
+HUB ?=
+START_ARGS ?=
 start: install
-	cd samples/hello && ../../$(VENV)/bin/durafunc start
+	cd $(APP) && $(CURDIR)/$(VENV)/bin/durafunc start $(if $(PORT),--port $(PORT)) \
+		$(if $(HUB),--task-hub-name $(HUB)) $(START_ARGS)
 
 test: install chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -500,3 +500,21 @@ def install(app_root: Path) -> Path:
     if r.returncode:
         raise AzuriteError(f"'npm install azurite@{AZURITE_VERSION}' failed with exit code {r.returncode}")
     return app_root / "node_modules" / ".bin" / "azurite"
+
+
+# -- other commands finding an Azurite started here ------------------------------------------------------------
+
+def recorded_azurite(app_root, conn: str) -> dict | None:
+    """A running Azurite durafunc started for this app (`.durafunc/run/azurite-<pid>.json`) to use instead of a
+    local connection whose ports do not answer (after `durafunc azurite start --blob-port ...`)."""
+    if app_root is None:
+        return None
+    endpoints = local_endpoints(conn)
+    if endpoints is None or all(port_answers(h, p) for h, p in endpoints):
+        return None
+    for data in running_azurites(app_root):
+        ports = data.get("ports") or {}
+        if data.get("connection") and all(port_answers("127.0.0.1", ports.get(k) or 0)
+                                          for k in ("blob", "queue", "table")):
+            return data
+    return None

@@ -51,11 +51,12 @@ USER_LOG_LEVELS = {"trace": 5, "debug": 10, "information": 20, "warning": 30, "e
 _SYSTEM_LOGGERS = ("durafunc", "azure", "aiohttp", "asyncio", "watchdog", "urllib3")
 
 
-def _configure_logging(verbose: bool, user_level: int = 20) -> None:
-    """System logs (durafunc's, the SDKs') at INFO (DEBUG with --verbose); the app's own logs from `user_level`."""
+def _configure_logging(verbose: bool, user_level: int = 20, show_replay_logs: bool = False) -> None:
+    """System logs (durafunc's, the SDKs') at INFO (DEBUG with --verbose); the app's own logs from `user_level`,
+    without those an orchestrator makes while it replays (unless `show_replay_logs`)."""
     import logging
 
-    from .functions.logcontext import InvocationFilter
+    from .functions.logcontext import InvocationFilter, ReplayFilter
 
     def keep(record: logging.LogRecord) -> bool:
         system = record.name.split(".")[0] in _SYSTEM_LOGGERS
@@ -64,6 +65,7 @@ def _configure_logging(verbose: bool, user_level: int = 20) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(InvocationFilter())
     handler.addFilter(keep)
+    handler.addFilter(ReplayFilter(show_replay_logs, _SYSTEM_LOGGERS))
     handler.setFormatter(_HostFormatter())
     system_level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=min(system_level, user_level), handlers=[handler], force=True)
@@ -72,12 +74,29 @@ def _configure_logging(verbose: bool, user_level: int = 20) -> None:
     logging.getLogger("aiohttp").setLevel(logging.WARNING if not verbose else logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)   # its DEBUG lines are every file event it sees
+    from .http.app import quiet_parse_errors
+    quiet_parse_errors(logging.getLogger("aiohttp.server"))
     if not verbose:
         logging.getLogger("durafunc.engine").setLevel(logging.WARNING)
 
 
+def _port(ctx, param, value):
+    """--port: a TCP port number; one line naming it otherwise (not click's usage text)."""
+    if value is None:
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port: '{value}' is not a port number (0 to 65535; 0 = any free port)")
+    return port
+
+
 @main.command()
-@click.option("-p", "--port", type=int, default=None, help="Local port to listen on. Default: 7071")
+@click.option("-p", "--port", default=None, callback=_port, help="Local port to listen on (0: any free port). "
+                                                                  "Default: 7071")
 @click.option("--address", default=None, help="Local IP address to bind to. Default: 127.0.0.1")
 @click.option("--cors", default=None, help="A comma separated list of CORS origins with no spaces.")
 @click.option("--cors-credentials", is_flag=True, default=None, help="Allow cross-origin authenticated requests.")
@@ -95,13 +114,15 @@ def _configure_logging(verbose: bool, user_level: int = 20) -> None:
               default=None, help="Minimum level of the app's own logs (system logs are not affected).")
 @click.option("-t", "--timeout", type=click.IntRange(min=1), default=20, show_default=True,
               help="Seconds the host may take to start.")
+@click.option("--show-replay-logs", is_flag=True,
+              help="Also show the app's logs made while an orchestrator replays (context.is_replaying).")
 @click.option("--language-worker", default=None, hidden=True)
 @click.option("--no-build", is_flag=True, hidden=True)
 @click.option("--useHttps", "use_https", is_flag=True, hidden=True)
 @click.argument("more_functions", nargs=-1, metavar="")
 def start(port, address, cors, cors_credentials, functions, strict, enable_auth, no_reload, task_hub_name,
-          worker_id, script_root, verbose, user_log_level, timeout, language_worker, no_build, use_https,
-          more_functions):
+          worker_id, script_root, verbose, user_log_level, timeout, show_replay_logs, language_worker, no_build,
+          use_https, more_functions):
     """Launch the Functions host for the app in this folder."""
     import asyncio
     import os
@@ -122,7 +143,7 @@ def start(port, address, cors, cors_credentials, functions, strict, enable_auth,
     if language_worker is not None:
         click.echo("Note: --language-worker is not needed: durafunc runs your Python code in its own process. "
                    "To debug, run: python -m debugpy --listen 5678 -m durafunc start")
-    _configure_logging(verbose, USER_LOG_LEVELS[(user_log_level or "information").lower()])
+    _configure_logging(verbose, USER_LOG_LEVELS[(user_log_level or "information").lower()], show_replay_logs)
     if more_functions and not functions:
         raise UserError(f"unexpected argument '{more_functions[0]}' (function names go after --functions)")
     # `--functions a b c` as in Core Tools: names after the option arrive as extra arguments
@@ -295,8 +316,15 @@ def init(folder, model, force):
         click.echo(f"Writing {p.relative_to(result.folder)}")
     for p in result.skipped:
         click.secho(f"Skipped {p.relative_to(result.folder)} (exists; use --force to overwrite)", fg="yellow")
-    click.secho(f"Created a {result.model} Durable Functions app in {result.folder} (task hub '{result.hub_name}').",
-                fg="green")
+    if not result.written:
+        click.secho(f"Nothing written: all {len(result.skipped)} files of the app already exist in {result.folder} "
+                    "(use --force to overwrite them).", fg="yellow")
+    elif result.skipped:
+        click.secho(f"Created the missing files of a {result.model} Durable Functions app in {result.folder} "
+                    f"({len(result.written)} written, {len(result.skipped)} kept as they were).", fg="green")
+    else:
+        click.secho(f"Created a {result.model} Durable Functions app in {result.folder} "
+                    f"(task hub '{result.hub_name}').", fg="green")
     where = "" if result.folder == Path.cwd().resolve() else f"cd {folder} && "
     click.echo(f"Next: {where}durafunc start")
 
@@ -351,9 +379,11 @@ class _Target:
             root = find_app_root(os.getcwd())
         except SettingsError:
             root = None
+        self.root, self.settings = root, None
         try:
             if root is not None:
-                s = load_settings(root, hub_name=task_hub_name, connection_setting=connection_string_setting)
+                s = self.settings = load_settings(root, hub_name=task_hub_name,
+                                                  connection_setting=connection_string_setting)
                 self.hub_name, self.partitions, self.conn = s.hub_name, s.partition_count, s.connection_string
                 self.setting, self.port = s.connection_setting, s.http_port
             else:
@@ -365,23 +395,58 @@ class _Target:
         if not self.conn:
             raise UserError(f"No storage connection string found: set {self.setting} in local.settings.json or "
                             "the environment.")
+        from .management import recorded_azurite
+        self.azurite = recorded_azurite(root, self.conn)
+        if self.azurite is not None:           # `durafunc azurite start --blob-port ...` runs here: use it
+            self.conn = self.azurite["connection"]
         if not quiet:
             from .settings import parse_connection_string
             where = parse_connection_string(self.conn).get("tableendpoint", "storage")
-            click.secho(f"Task hub '{self.hub_name}' on {where}", err=True, dim=True)
+            via = f" (the Azurite started here, pid {self.azurite['pid']})" if self.azurite else ""
+            click.secho(f"Task hub '{self.hub_name}' on {where}{via}", err=True, dim=True)
 
-    def run(self, fn):
-        """Run `fn(hub, client)` (a coroutine function) against the hub; one-line errors."""
+    def _unavailable_hint(self) -> str:
+        from .azurite import local_endpoints
+        endpoints = local_endpoints(self.conn)
+        if endpoints is None:
+            return f"check the connection string in {self.setting}"
+        ports = "/".join(str(p) for _, p in endpoints)
+        return (f"nothing answers on ports {ports} of this machine: start Azurite with 'durafunc azurite start', "
+                "or run 'durafunc start', which starts one")
+
+    def run(self, fn, *, need_hub: bool = True):
+        """Run `fn(hub, client)` (a coroutine function) against the hub; one-line errors. `need_hub`: a hub that
+        does not exist is an error naming the hubs that do (nothing is created)."""
         import asyncio
+        import logging
+
+        from azure.core.exceptions import ResourceNotFoundError
 
         from .durable.client import ClientError, DurableClient
+        from .management import account_label, missing_hub_message, task_hubs
         from .storage.errors import StorageUnavailableError
         from .storage.taskhub import TaskHub
+
+        # the durable layer's warnings (the host's log lines) are said here as the command's one-line error
+        logging.getLogger("durafunc").addHandler(logging.NullHandler())
+        command = click.get_current_context().info_name
+
+        async def missing(hub) -> UserError:
+            try:
+                hubs = await task_hubs(hub.account)
+            except Exception:  # noqa: BLE001 - the list is a hint only
+                hubs = []
+            return UserError(missing_hub_message(self.hub_name, account_label(self.conn), hubs, command))
 
         async def go():
             hub = TaskHub(self.conn, self.hub_name, self.partitions)
             try:
-                return await fn(hub, DurableClient(hub))
+                if need_hub and not await hub.exists():
+                    raise await missing(hub)
+                try:
+                    return await fn(hub, DurableClient(hub))
+                except ResourceNotFoundError:      # deleted meanwhile, or a part of it
+                    raise await missing(hub) from None
             finally:
                 await hub.close()
         try:
@@ -389,7 +454,7 @@ class _Target:
         except ClientError as e:
             raise UserError(str(e)) from None
         except StorageUnavailableError as e:
-            raise UserError(f"{e} (is Azurite running? try 'durafunc azurite start')") from None
+            raise UserError(f"{e} ({self._unavailable_hint()})") from None
         except ValueError as e:
             raise UserError(str(e)) from None
 
@@ -403,7 +468,23 @@ def _common(f):
 
 
 def _json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output (--output json).")(f)
+
+
+_OUTPUTS = ("table", "json", "tsv")      # display.OUTPUTS (not imported here: the CLI starts without the SDKs)
+
+
+def _output_options(f):
+    """--output table|json|tsv (and --json), --local-time."""
+    f = _json_option(f)
+    f = click.option("--output", "-o", "output", type=click.Choice(_OUTPUTS, case_sensitive=False), default=None,
+                     help="table (default: aligned columns, a fitted table on a terminal), json or tsv.")(f)
+    f = click.option("--local-time", is_flag=True, help="Show times in the local time zone (default: UTC).")(f)
+    return f
+
+
+def _output(output, as_json) -> str:
+    return "json" if as_json else (output or "table").lower()
 
 
 def _emit_json(value) -> None:
@@ -427,20 +508,24 @@ def _statuses(values):
         raise UserError(f"--runtime-status: {e}") from None
 
 
+_DATE_HELP = "(ISO 8601, or Core Tools' '12/01/2026 20:10'; UTC if no zone)."
+
+
 @click.command("get-instances")
 @_common
-@click.option("--created-after", default=None, help="Only instances created after this time (ISO 8601).")
-@click.option("--created-before", default=None, help="Only instances created before this time (ISO 8601).")
+@click.option("--created-after", default=None, help="Only instances created after this time " + _DATE_HELP)
+@click.option("--created-before", default=None, help="Only instances created before this time " + _DATE_HELP)
 @click.option("--runtime-status", multiple=True, help="Status filter; repeat or space-separate several.")
 @click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Number of records retrieved per request.")
 @click.option("--continuation-token", default=None, help="Token printed by the previous page.")
 @click.option("--show-input", is_flag=True, help="Include the input.")
-@_json_option
+@_output_options
 def get_instances(task_hub_name, connection_string_setting, created_after, created_before, runtime_status, top,
-                  continuation_token, show_input, as_json):
+                  continuation_token, show_input, as_json, output, local_time):
     """Retrieve the status of all orchestration instances. Supports paging via 'top' parameter."""
     from . import display
+    output = _output(output, as_json)
     t = _Target(task_hub_name, connection_string_setting)
     after, before = _dates(created_after, created_before)
     statuses = _statuses(runtime_status)
@@ -449,16 +534,17 @@ def get_instances(task_hub_name, connection_string_setting, created_after, creat
         return await hub.instances.query(created_from=after, created_to=before, statuses=statuses, top=top,
                                          continuation=continuation_token or None)
     rows, token = t.run(go)
-    if as_json:
+    if output == "json":
         _emit_json({"instances": [display.row_json(r, show_input=show_input) for r in rows],
                     "continuationToken": token})
         return
-    out = display.console()
-    if rows:
-        out.print(display.instances_table(rows, show_input=show_input))
+    grid = display.instances_grid(rows, show_input=show_input, clock=display.Clock(local_time),
+                                  iso=output == "tsv")
+    if rows or output == "tsv":
+        display.emit(grid, output)
     else:
-        out.print("No instances match.")
-    click.secho(f"Continuation token for next set of results: '{token or ''}'", fg="green")
+        click.echo("No instances match.")
+    click.secho(f"Continuation token for next set of results: '{token or ''}'", fg="green", err=output == "tsv")
 
 
 @click.command("get-runtime-status")
@@ -466,27 +552,31 @@ def get_instances(task_hub_name, connection_string_setting, created_after, creat
 @click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
 @click.option("--show-input", is_flag=True, help="Include the input.")
 @click.option("--show-output", is_flag=True, help="Include the output.")
-@_json_option
-def get_runtime_status(task_hub_name, connection_string_setting, instance_id, show_input, show_output, as_json):
+@_output_options
+def get_runtime_status(task_hub_name, connection_string_setting, instance_id, show_input, show_output, as_json,
+                       output, local_time):
     """Retrieve the status of the specified orchestration instance."""
     from . import display
+    output = _output(output, as_json)
     t = _Target(task_hub_name, connection_string_setting)
     row = t.run(lambda hub, client: client.get(instance_id))
     if row is None:
         raise UserError(f"Could not find an orchestration instance with id '{instance_id}'")
-    if as_json:
+    if output == "json":
         _emit_json(display.row_json(row, show_input=show_input, show_output=show_output))
     else:
-        display.console().print(display.status_table(row, show_input=show_input, show_output=show_output))
+        display.emit_status(display.status_grid(row, show_input=show_input, show_output=show_output,
+                                                clock=display.Clock(local_time), iso=output == "tsv"), output)
 
 
 @click.command("get-history")
 @_common
 @click.option("--id", "instance_id", required=True, help="Specifies the id of an orchestration instance.")
-@_json_option
-def get_history(task_hub_name, connection_string_setting, instance_id, as_json):
+@_output_options
+def get_history(task_hub_name, connection_string_setting, instance_id, as_json, output, local_time):
     """Retrieve the history of the specified orchestration instance."""
     from . import display
+    output = _output(output, as_json)
     t = _Target(task_hub_name, connection_string_setting)
 
     async def go(hub, client):
@@ -494,29 +584,31 @@ def get_history(task_hub_name, connection_string_setting, instance_id, as_json):
     row, events = t.run(go)
     if row is None and not events:
         raise UserError(f"Could not find an orchestration instance with id '{instance_id}'")
-    if as_json:
+    if output == "json":
         _emit_json(display.history_json(events))
     else:
-        display.console().print(display.history_timeline(events))
+        display.emit(display.history_grid(events, created=row.created_time if row is not None else None,
+                                          clock=display.Clock(local_time), iso=output == "tsv"), output)
 
 
 @click.command("purge-history")
 @_common
-@click.option("--created-after", default=None, help="Only instances created after this time (ISO 8601).")
-@click.option("--created-before", default=None, help="Only instances created before this time (ISO 8601).")
+@click.option("--created-after", default=None, help="Only instances created after this time " + _DATE_HELP)
+@click.option("--created-before", default=None, help="Only instances created before this time " + _DATE_HELP)
 @click.option("--runtime-status", multiple=True,
               help="Statuses to purge (default: completed, failed, terminated, canceled; name running/pending "
                    "explicitly to purge those).")
 @click.option("--dry-run", is_flag=True, help="Show what would be purged without deleting anything.")
-@_json_option
+@_output_options
 def purge_history(task_hub_name, connection_string_setting, created_after, created_before, runtime_status, dry_run,
-                  as_json):
+                  as_json, output, local_time):
     """Purge orchestration instance state, history, and blob storage for orchestrations older than the specified
     threshold time."""
     from rich.progress import Progress
 
     from . import display
     from .management import select_for_purge
+    output = _output(output, as_json)
     t = _Target(task_hub_name, connection_string_setting)
     after, before = _dates(created_after, created_before)
     statuses = _statuses(runtime_status)
@@ -527,7 +619,8 @@ def purge_history(task_hub_name, connection_string_setting, created_after, creat
             return rows, 0, 0
         import asyncio
         sem = asyncio.Semaphore(16)
-        with Progress(console=display.console(stderr=True), transient=True, disable=len(rows) < 20 or as_json) as p:
+        with Progress(console=display.console(stderr=True), transient=True,
+                      disable=len(rows) < 20 or output != "table") as p:
             task = p.add_task("Purging", total=len(rows))
 
             async def one(r):
@@ -538,15 +631,14 @@ def purge_history(task_hub_name, connection_string_setting, created_after, creat
             results = await asyncio.gather(*(one(r) for r in rows))
         return rows, sum(r.instances_deleted for r in results), sum(r.rows_deleted for r in results)
     rows, instances, table_rows = t.run(go)
-    if as_json:
+    if output == "json":
         _emit_json({"dryRun": dry_run, "instancesMatched": len(rows), "instancesDeleted": instances,
                     "rowsDeleted": table_rows, "instanceIds": [r.instance_id for r in rows]})
         return
     if dry_run:
-        out = display.console()
-        out.print(f"Dry run: {len(rows)} instance(s) would be purged.")
-        if rows:
-            out.print(display.instances_table(rows))
+        click.echo(f"Dry run: {len(rows)} instance(s) would be purged.", err=output == "tsv")
+        if rows or output == "tsv":
+            display.emit(display.instances_grid(rows, clock=display.Clock(local_time), iso=output == "tsv"), output)
         return
     span = f"'{created_after or 'the beginning'}' and '{created_before or 'now'}'"
     named = f" and whose runtime status matched one of the following: [{','.join(s.name for s in statuses)}]" \
@@ -576,6 +668,36 @@ def raise_event(task_hub_name, connection_string_setting, instance_id, event_nam
     click.secho(f"Raised event '{name}' to instance '{instance_id}'.", fg="green")
 
 
+def _hosts_of(t) -> list[dict]:
+    """Records of the running `durafunc start` processes of this app that serve the target hub."""
+    from .hostrecord import running_hosts
+    return [h for h in running_hosts(t.root) if str(h.get("hub", "")).lower() == t.hub_name.lower()]
+
+
+def _known_orchestrators(t) -> list[str] | None:
+    """The orchestrator functions of the app: from a running host of this hub, else by loading the app when the
+    command runs in its folder. None when that cannot be known (no app here, or it does not load)."""
+    for h in _hosts_of(t):
+        if isinstance(h.get("orchestrators"), list):
+            return h["orchestrators"]
+    if t.root is None or t.settings is None:
+        return None
+    import contextlib
+    import os
+
+    from .functions import load_app
+    from .settings import export_values
+    try:
+        export_values(t.settings)
+        with contextlib.redirect_stdout(sys.stderr):      # what the app prints at import is not our output
+            app = load_app(t.root, env=os.environ)
+    except Exception:  # noqa: BLE001 - user code; without its list the start goes ahead unchecked
+        return None
+    if any(e.function is None for e in app.errors):
+        return None
+    return app.orchestrator_names
+
+
 @click.command("start-new")
 @_common
 @click.option("--function-name", required=True, help="Name of the orchestrator function to start.")
@@ -586,28 +708,37 @@ def start_new(task_hub_name, connection_string_setting, function_name, instance_
     import json as _json
     import uuid
 
-    from .management import probe_host_url, read_value
+    from .management import live_leases, read_value
     t = _Target(task_hub_name, connection_string_setting)
     try:
         value = read_value(input_text, "--input")
     except ValueError as e:
         raise UserError(str(e)) from None
+    known = _known_orchestrators(t)
+    if known is not None and not any(n.lower() == function_name.lower() for n in known):
+        listing = ("The following are the known orchestrator functions: " + ", ".join(f"'{n}'" for n in known)
+                   + ".") if known else "No orchestrator functions are currently registered!"
+        raise UserError(f"The function '{function_name}' doesn't exist, is disabled, or is not an orchestrator "
+                        f"function. Additional info: {listing}")
     iid = instance_id or uuid.uuid4().hex
 
     async def go(hub, client):
-        await hub.create_if_not_exists()
-        # the JSON text of the input, as the SDK's client sends it
+        # the JSON text of the input, as the SDK's client sends it (the hub must exist: nothing is created)
         await client.start_new(function_name, iid, None if value is None else _json.dumps(value),
                                has_input=value is not None)
-        row = await client.get(iid)
-        return row, await probe_host_url(t.port)
-    row, url = t.run(go)
+        return await client.get(iid), await live_leases(hub)
+    row, leases = t.run(go)
     click.secho(f"Started '{function_name}' at {row.created_time:%Y-%m-%d %H:%M:%S} UTC. Instance ID: '{iid}'.",
                 fg="green")
-    if url:
-        click.echo(f"Status: {url}/runtime/webhooks/durabletask/instances/{iid}")
+    owners = sorted({owner for _, owner in leases})
+    host = next((h for h in _hosts_of(t) if h.get("worker") in owners and h.get("url")), None)
+    if host is not None:
+        click.echo(f"Status: {host['url']}/runtime/webhooks/durabletask/instances/{iid}")
+    elif owners:
+        click.echo(f"A host runs task hub '{t.hub_name}' (worker {', '.join(owners)}): it runs the instance.")
     else:
-        click.echo("No host is running: the instance stays Pending until 'durafunc start' runs this app.")
+        click.echo(f"No host is running task hub '{t.hub_name}' (no live partition lease): the instance stays "
+                   "Pending until 'durafunc start' runs this app.")
 
 
 def _wait_terminal(t, instance_id, timeout, until):
@@ -633,8 +764,8 @@ def terminate(task_hub_name, connection_string_setting, instance_id, reason, tim
     t.run(lambda hub, client: client.terminate(instance_id, reason))
     row, host = _wait_terminal(t, instance_id, timeout, {OrchestrationStatus.Terminated})
     if not host:
-        click.echo(f"Sent a termination message to instance '{instance_id}'. No host is running: it will be "
-                   "terminated when one starts.")
+        click.echo(f"Sent a termination message to instance '{instance_id}'. No host is running task hub "
+                   f"'{t.hub_name}' (no live partition lease): it will be terminated when one starts.")
         return
     if row is None or row.runtime_status != OrchestrationStatus.Terminated:
         raise UserError(f"Instance did not terminate within the given timeout ({timeout:g} s).")
@@ -663,13 +794,23 @@ resume = _simple("resume", "Resume the specified suspended orchestration instanc
 
 @click.command("delete-task-hub")
 @_common
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_task_hub(task_hub_name, connection_string_setting, yes):
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal).")
+@click.option("--force", is_flag=True, help="Delete it even while a running host holds partition leases on it.")
+def delete_task_hub(task_hub_name, connection_string_setting, yes, force):
     """Delete all storage artifacts in the durable task hub."""
+    from .management import live_leases
     t = _Target(task_hub_name, connection_string_setting)
+    leases = t.run(lambda hub, client: live_leases(hub))          # the hub must exist
+    if leases and not force:
+        owners = sorted({owner for _, owner in leases})
+        raise UserError(f"Task hub '{t.hub_name}' is in use: worker {', '.join(repr(o) for o in owners)} holds "
+                        f"{len(leases)} of its partition leases (stop that host first, or pass --force).")
     if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"delete-task-hub asks before deleting, but stdin is not a terminal: pass --yes to "
+                            f"delete task hub '{t.hub_name}'.")
         click.confirm(f"Delete task hub '{t.hub_name}' with all its instances and history?", abort=True)
-    existed = t.run(lambda hub, client: hub.delete())
+    existed = t.run(lambda hub, client: hub.delete(), need_hub=False)
     if not existed:
         raise UserError(f"Task hub '{t.hub_name}' does not exist.")
     click.secho(f"Task hub '{t.hub_name}' successfully deleted.", fg="green")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .azurite import ManagedAzurite, ensure_azurite
+from .azurite import ManagedAzurite, ensure_azurite, recorded_azurite
 from .durable.client import DurableClient
 from .durable.engine import Engine, EngineOptions
 from .durable.replay import HTTP_ACTIVITY
@@ -47,7 +47,12 @@ class StartOptions:
 
 
 class FunctionsAdapter:
-    """The engine's view of the user's app (DurableFunctions), through the host so reloads take effect."""
+    """The engine's view of the user's app (DurableFunctions), through the host so reloads take effect.
+
+    Every run is logged as Core Tools logs it (`Executing 'Functions.x' (Reason='...', Id=...)` / `Executed ...`),
+    replay-safe: an orchestrator episode that brings no new event is a replay, not a new run (logged at DEBUG),
+    and an orchestrator failure is logged with the user's traceback once, in the run where it happens (raised
+    again while the SDK replays history, it is the same failure)."""
 
     def __init__(self, host: "Host"):
         self.host = host
@@ -59,13 +64,42 @@ class FunctionsAdapter:
         return self.host.app.activity_names
 
     async def run_orchestrator(self, name: str, context_json: str) -> str:
-        return await self.host.invoker.run_orchestrator(self.host.app.orchestrator(name).name, context_json)
+        from .functions.durable_log import episode
+        from .functions.logcontext import InvocationLog, failed_while_replaying
+        fn = self.host.app.orchestrator(name)
+        ep = episode(context_json)
+        run = InvocationLog(fn.name, ep.reason, quiet=not ep.is_new_run).started()
+        try:
+            answer = await self.host.invoker.run_orchestrator(fn.name, context_json, invocation_id=run.id)
+        except Exception as e:  # noqa: BLE001 - user code; the engine turns it into the instance's state
+            if run.level == logging.INFO and failed_while_replaying(e):
+                run.failed(e, details=False, level=logging.DEBUG)   # an earlier run's failure, replayed
+            else:
+                run.failed(e)
+            raise
+        run.succeeded()
+        return answer
 
     def entity_names(self) -> list[str]:
         return self.host.app.entity_names
 
     async def run_entity(self, name: str, context_json: str) -> str:
-        return await self.host.invoker.run_entity(self.host.app.entity(name).name, context_json)
+        from .functions.durable_log import entity_batch, failed_operations
+        from .functions.logcontext import InvocationLog
+        fn = self.host.app.entity(name)
+        batch = entity_batch(context_json)
+        run = InvocationLog(fn.name, batch.reason).started()
+        try:
+            answer = await self.host.invoker.run_entity(fn.name, context_json, invocation_id=run.id)
+        except Exception as e:  # noqa: BLE001 - user code
+            run.failed(e)
+            raise
+        run.succeeded()
+        # the SDK runs each operation in a try: a failed one is an answer to its caller, not a failed batch
+        for op, message in failed_operations(batch, answer):
+            log.error("Entity '%s' (Functions.%s, Id=%s): operation '%s' failed: %s", batch.instance_id, fn.name,
+                      run.id, op, message)
+        return answer
 
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
         if name == HTTP_ACTIVITY:
@@ -74,7 +108,17 @@ class FunctionsAdapter:
         if info is None:
             raise UserCodeError("FunctionNotFound", f"The function '{name}' doesn't exist, is disabled, or is not "
                                                    "an activity function.")
-        return await self.host.invoker.run_activity(info.name, input_text, instance_id=instance_id)
+        from .functions.durable_log import activity_reason
+        from .functions.logcontext import InvocationLog
+        run = InvocationLog(info.name, activity_reason(instance_id)).started()
+        try:
+            result = await self.host.invoker.run_activity(info.name, input_text, instance_id=instance_id,
+                                                          invocation_id=run.id)
+        except Exception as e:  # noqa: BLE001 - user code; the engine turns it into TaskFailed
+            run.failed(e)
+            raise
+        run.succeeded()
+        return result
 
 
 class Host:
@@ -83,7 +127,9 @@ class Host:
         self.opt = options
         self.echo = options.echo
         # stable across restarts (one host per port on a machine): a restarted host adopts its own leases at once
-        self.worker_id = options.worker_id or f"{socket.gethostname()}-{options.port or settings.http_port}"
+        # (--port 0, any free port: the process id, so two such hosts never share a worker id)
+        self.worker_id = options.worker_id or f"{socket.gethostname()}-" + (
+            f"pid{os.getpid()}" if options.port == 0 else f"{options.port or settings.http_port}")
         self.app = None
         self.invoker = None
         self._routes = None
@@ -99,13 +145,20 @@ class Host:
         self.reloads = 0
         self.ready = False              # startup done: file changes reload the app from now on
         self._changed_early = False     # a file changed while the host was starting
+        # the Functions host's states (ScriptHostState): Default, Starting, Initialized (functions loaded, HTTP
+        # up), Running (engine and listeners run: user routes are served), Stopping, Stopped
+        self.state = "Default"
+        self._record = None             # .durafunc/run/host-<pid>.json while serving
+        self.url: str | None = None
 
     # -- app loading ---------------------------------------------------------------------------
     def _load_app(self):
         from .functions import load_app
         from .functions.invoke import Invoker
         only = self.opt.functions or self.settings.functions
-        app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict)
+        source = "--functions" if self.opt.functions else f"{self.settings.app_root / 'host.json'}: functions"
+        app = load_app(self.settings.app_root, env=os.environ, only=only, strict=self.opt.strict,
+                       only_source=source)
         if self.listeners is None:
             from .functions.triggers import Listeners
             self.listeners = Listeners.for_host(os.environ, self.settings.queues, echo=self.echo)
@@ -169,6 +222,7 @@ class Host:
         from .http.durable_api import DurableApi
         t0 = t0 or time.monotonic()
         s = self.settings
+        self.state = "Starting"
         self.echo(versions_line())
         for w in s.warnings:
             self.echo(w if w.startswith("Skipping ") else f"Warning: {w}")   # Core Tools prints Skipping lines as is
@@ -182,6 +236,18 @@ class Host:
                                                             if err.function else ""))
         for name in self.app.disabled:
             self.echo(f"Function {name} is disabled.")
+        self._warn_not_emulated()
+        port = self.opt.port if self.opt.port is not None else s.http_port
+        address = self.opt.address or s.http_address
+        where = "--address" if self.opt.address else f"{s.app_root / 'local.settings.json'}: Host.LocalHttpAddress"
+        check_address(address, where)
+        recorded = recorded_azurite(s.app_root, s.connection_string) if s.connection_string else None
+        if recorded is not None:        # `durafunc azurite start --blob-port ...` runs for this app: use it
+            ports = recorded.get("ports") or {}
+            s.connection_string = recorded["connection"]
+            self.echo(f"Using the Azurite started here (pid {recorded['pid']}; blob {ports.get('blob')}, queue "
+                      f"{ports.get('queue')}, table {ports.get('table')}): nothing answers on the ports of "
+                      f"{s.connection_setting}.")
         conn, self.azurite = ensure_azurite(s, echo=self.echo)
         self.hub = TaskHub(conn, s.hub_name, s.partition_count)
         opts = EngineOptions(max_concurrent_activities=s.max_concurrent_activities,
@@ -194,8 +260,6 @@ class Host:
         if s.work_item_visibility:
             opts.work_item_visibility = s.work_item_visibility
         self.engine = Engine(self.hub, FunctionsAdapter(self), opts)
-        port = self.opt.port or s.http_port
-        address = self.opt.address or s.http_address
         display = "localhost" if address in ("127.0.0.1", "0.0.0.0", "::") else address
         origin = f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
         api = self.api = DurableApi(DurableClient(self.hub, self.engine), s.hub_name,
@@ -208,11 +272,16 @@ class Host:
         self.runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, address, port, reuse_address=True)
+        self.state = "Initialized"      # functions loaded; /admin/host/status answers, user routes wait (503)
         try:
             await site.start()
-        except OSError:
-            raise HostError(f"Port {port} is unavailable. Close the process using that port, or specify another "
-                            "port using --port [-p].") from None
+        except OSError as e:
+            raise HostError(listen_error(e, address, port, where)) from None
+        if port == 0:                   # any free port: the one the system gave
+            port = self.runner.addresses[0][1]
+            origin = f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
+            api.origin, api._binding = origin, None
+        self.url = origin
         await self.engine.start()
         self.echo("")
         self.echo(f"Task hub: {s.hub_name} ({s.partition_count} partitions) on "
@@ -224,6 +293,8 @@ class Host:
         else:
             self.echo("No job functions found.")
         self.listeners.start(self.app, self._run_triggered)
+        self.state = "Running"
+        self._write_record()
         self.ready = True
         if self._changed_early:
             asyncio.get_running_loop().call_soon(self.reload)
@@ -233,7 +304,29 @@ class Host:
     async def _run_triggered(self, name: str, event) -> None:
         await self.invoker.run_triggered(name, event, self.client_json(self.app.functions.get(name)))
 
+    def _warn_not_emulated(self) -> None:
+        from .functions.emulated import start_warnings
+        for w in start_warnings(self.app):
+            self.echo(f"Warning: {w}")
+
+    def _write_record(self) -> None:
+        """.durafunc/run/host-<pid>.json: facts for the management commands (status URLs, orchestrator names)."""
+        from . import hostrecord
+        try:
+            self._record = hostrecord.write(self.settings.app_root, {
+                "url": self.url, "hub": self.settings.hub_name, "worker": self.worker_id,
+                "orchestrators": sorted(self.app.orchestrator_names)})
+        except OSError as e:            # a read-only app folder: the commands then say less
+            log.debug("could not write the host record: %s", e)
+
     async def shutdown(self) -> None:
+        from . import hostrecord
+        self.state = "Stopping"
+        hostrecord.remove(self._record)
+        self._record = None
+        observer = getattr(self, "_observer", None)
+        if observer is not None:
+            observer.stop()
         if self.listeners is not None:
             await self.listeners.stop(grace=10)   # no new triggers; running invocations finish first
         if self.engine is not None:
@@ -250,9 +343,12 @@ class Host:
         if self.azurite is not None:
             self.azurite.stop()
             self.echo("Stopped the managed Azurite.")
+        self.state = "Stopped"
 
     # -- hot reload --------------------------------------------------------------------------------
     def _start_watcher(self) -> None:
+        """Watch the app's files (not `.durafunc/`, virtual environments, node_modules, caches or dot-folders:
+        Azurite's data and installed packages are no change to the app) and reload on a .py/.json change."""
         try:
             from watchdog.events import FileSystemEventHandler
             from watchdog.observers import Observer
@@ -261,6 +357,19 @@ class Host:
         loop = asyncio.get_running_loop()
         host = self
         state = {"handle": None}
+        root = self.settings.app_root
+        observer = Observer()
+        watched: set[str] = set()
+
+        def watch(folder, recursive: bool) -> None:
+            key = f"{folder}|{recursive}"
+            if key in watched:
+                return
+            watched.add(key)
+            try:
+                observer.schedule(handler, str(folder), recursive=recursive)
+            except OSError as e:          # a folder gone meanwhile, or out of inotify watches
+                log.debug("cannot watch %s: %s", folder, e)
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
@@ -268,10 +377,16 @@ class Host:
                     return            # reading a file (the reload's own import) is no change (watchdog >= 4)
                 # an editor that saves by renaming a temporary file moves it onto the .py file
                 path = str(getattr(event, "dest_path", "") or getattr(event, "src_path", ""))
-                if "/.durafunc/" in path or "__pycache__" in path or "/.venv/" in path:
+                if not watched_path(root, path):
                     return
-                if not (path.endswith(".py") or path.endswith(".json")):
+                if event.is_directory:
+                    if event.event_type not in ("created", "moved") or os.path.dirname(path) != str(root):
+                        return
+                    # a new top-level folder (a v1 function): watch it, and reload for what it already holds
+                    loop.call_soon_threadsafe(watch, path, True)
+                elif not (path.endswith(".py") or path.endswith(".json")):
                     return
+
                 def schedule():
                     if not host.ready:
                         host._changed_early = True
@@ -281,11 +396,13 @@ class Host:
                     state["handle"] = loop.call_later(0.3, host.reload)
                 loop.call_soon_threadsafe(schedule)
 
-        # watchdog warns when folders appear quickly under a recursive watch (Azurite's data folder at start):
-        # harmless, and not the user's business
+        handler = Handler()
+        # watchdog warns when folders appear quickly under a recursive watch: harmless, and not the user's business
         warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"watchdog\.")
-        observer = Observer()
-        observer.schedule(Handler(), str(self.settings.app_root), recursive=True)
+        watch(root, False)              # the top level (host.json, function_app.py, new folders)
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and not child.is_symlink() and watched_path(root, str(child)):
+                watch(child, True)
         observer.daemon = True
         observer.start()
         self._observer = observer
@@ -303,7 +420,10 @@ class Host:
             self.echo("Reload failed, still running the previous code.")
             return
         self._swap(app, invoker)
+        self._warn_not_emulated()
         self.listeners.reload(self.app)
+        if self._record is not None:
+            self._write_record()
         self.reloads += 1
         self.echo(f"Reloaded {len(self.app.functions)} functions after a change in {self.settings.app_root}.")
 
@@ -321,6 +441,55 @@ def versions_line() -> str:
             return "not installed"
     return (f"durafunc {__version__} · Python {sys.version.split()[0]} ({sys.executable}) · "
             f"azure-functions {v('azure-functions')} · azure-functions-durable {v('azure-functions-durable')}")
+
+
+# folders of an app that are never its code: durafunc's own state (Azurite's data), environments, packages, caches
+IGNORED_FOLDERS = {".durafunc", ".venv", "venv", "env", "node_modules", "__pycache__", ".python_packages",
+                   "__blobstorage__", "__queuestorage__", "__azurite_db_blob__"}
+
+
+def watched_path(root, path: str) -> bool:
+    """Is `path` (under the app root) part of the app: no part of it an ignored or dot-folder."""
+    try:
+        rel = os.path.relpath(path, str(root))
+    except ValueError:
+        return False
+    parts = rel.split(os.sep)
+    if rel == "." or parts[0] == "..":
+        return rel == "."
+    return not any(p in IGNORED_FOLDERS or p.startswith(".") for p in parts)
+
+
+def check_address(address: str, where: str) -> None:
+    """A listen address must be an IP address or a host name that resolves; one line naming it otherwise."""
+    import ipaddress
+    import re
+    try:
+        ipaddress.ip_address(address)
+        return
+    except ValueError:
+        pass
+    if re.fullmatch(r"[\d.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*", address or ""):
+        raise HostError(f"{where}: '{address}' is not a valid IP address")
+    try:
+        socket.getaddrinfo(address, None)
+    except (socket.gaierror, UnicodeError):
+        raise HostError(f"{where}: '{address}' is neither an IP address nor a host name that resolves") from None
+
+
+def listen_error(e: OSError, address: str, port: int, where: str) -> str:
+    """Why the HTTP server could not listen, from the errno (a port in use is only one of the reasons)."""
+    import errno
+    if e.errno == errno.EADDRINUSE:
+        return (f"Port {port} is unavailable. Close the process using that port, or specify another port using "
+                "--port [-p].")
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: cannot listen on '{address}': it is not an address of this machine"
+    if e.errno == errno.EACCES:
+        return f"Port {port} needs more privileges on this machine (ports below 1024): use --port 7071 or another"
+    if isinstance(e, socket.gaierror):
+        return f"{where}: '{address}' is neither an IP address nor a host name that resolves"
+    return f"Cannot listen on {address}:{port}: {e.strerror or e}"
 
 
 def _describe_storage(conn: str) -> str:

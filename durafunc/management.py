@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from .azurite import recorded_azurite  # noqa: F401 - the CLI's view of it
 from .storage.instances import InstanceRow
 from .storage.schema import EventType, OrchestrationStatus, parse_time
 
@@ -92,14 +93,26 @@ def parse_statuses(values: list[str] | str | None) -> list[OrchestrationStatus] 
 
 
 def parse_date(value: str | None, what: str) -> datetime | None:
-    """ISO 8601 with or without time zone (UTC assumed); ValueError naming the option and value."""
+    """A date and time as Core Tools takes it (.NET DateTime.Parse, en-US): ISO 8601 (`2026-12-01T20:10:00Z`),
+    `12/01/2026 20:10` (month first), `2026-12-01`, `Dec 1 2026 8:10 PM`...; UTC when it names no zone.
+    ValueError naming the option and the value."""
     if value is None or value == "":
         return None
     try:
         dt = parse_time(value)
     except (ValueError, TypeError):
-        raise ValueError(f"{what}: '{value}' is not a date (use ISO 8601, e.g. 2024-01-31 or "
-                         "2024-01-31T12:00:00Z)") from None
+        dt = None
+    if dt is None:
+        from dateutil import parser as dateparser
+        try:
+            if value.strip().isdigit():
+                raise ValueError("a bare number is no date")
+            dt = dateparser.parse(value, dayfirst=False, yearfirst=False, fuzzy=False)
+        except (ValueError, OverflowError, TypeError):
+            raise ValueError(f"{what}: '{value}' is not a date (use ISO 8601 like 2026-12-01T20:10:00Z, or "
+                             "'12/01/2026 20:10' as Core Tools takes it)") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
     return dt
 
 
@@ -125,13 +138,47 @@ def read_value(text: str | None, what: str):
         return text
 
 
-async def host_is_running(hub) -> bool:
-    """A live host holds partition leases (blob leases) on the hub."""
+async def live_leases(hub) -> list[tuple[str, str]]:
+    """(partition, owner) of each partition lease a live host holds on the hub (blob leased, owner named)."""
     leases = hub.partition_leases("durafunc-cli")
     try:
-        return any(lease.leased and not lease.expired for lease in await leases.list())
+        return [(lease.partition, lease.owner) for lease in await leases.list()
+                if lease.leased and not lease.expired]
     except Exception:  # noqa: BLE001 - no lease store: no host ever ran
-        return False
+        return []
+
+
+async def host_is_running(hub) -> bool:
+    """A live host holds partition leases (blob leases) on the hub."""
+    return bool(await live_leases(hub))
+
+
+async def task_hubs(account) -> list[str]:
+    """The task hubs of a storage account: names with both a `<hub>History` and a `<hub>Instances` table."""
+    names = [t.name async for t in account.table_service.list_tables()]
+    lower = {n.lower() for n in names}
+    return sorted({n[: -len("History")] for n in names if n.endswith("History") and n[: -len("History")]
+                   and (n[: -len("History")] + "instances").lower() in lower}, key=str.lower)
+
+
+def missing_hub_message(hub_name: str, where: str, hubs: list[str], command: str) -> str:
+    """One line: the hub does not exist in that account, and the hubs that do."""
+    head = f"Task hub '{hub_name}' does not exist in storage account {where}."
+    if not hubs:
+        return head + " It has no task hub yet: 'durafunc start' creates one."
+    close = [h for h in hubs if h.lower() == hub_name.lower()]
+    listing = ", ".join(f"'{h}'" for h in hubs)
+    return (f"{head} Task hubs there: {listing}; try 'durafunc {command} --task-hub-name {(close or hubs)[0]}'"
+            + (" (task hub names are case-sensitive)" if close else "") + ".")
+
+
+def account_label(conn: str) -> str:
+    """`'devstoreaccount1' (http://127.0.0.1:10002/devstoreaccount1)` for messages."""
+    from .storage.connection import parse_connection_string
+    parts = parse_connection_string(conn)
+    name = parts.get("accountname") or "?"
+    endpoint = parts.get("tableendpoint")
+    return f"'{name}'" + (f" ({endpoint})" if endpoint else "")
 
 
 async def select_for_purge(hub, *, created_from, created_to, statuses, progress=None) -> list[InstanceRow]:
@@ -148,18 +195,6 @@ async def select_for_purge(hub, *, created_from, created_to, statuses, progress=
             out.append(r)
         if not token:
             return out
-
-
-async def probe_host_url(port: int) -> str | None:
-    """Base URL of a durafunc/Functions host answering on this machine's port, else None."""
-    import aiohttp
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s:
-            async with s.get(f"{url}/admin/host/status") as r:
-                return url if r.status in (200, 401) else None    # 401: a host with --enable-auth
-    except Exception:  # noqa: BLE001
-        return None
 
 
 # -- for the dashboard (and any other reader of many instances) ------------------------------------------

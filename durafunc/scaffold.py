@@ -27,6 +27,20 @@ V1_APP = {  # folder -> template, as Core Tools' Python durable quickstart
 }
 
 
+
+
+def _discovered_templates() -> list[str]:
+    """Templates that are files only (a `v2/<name>.py.tmpl` and a `v1/<name>/` folder): adding one needs no code."""
+    v2 = {p.name[: -len(".py.tmpl")] for p in (TEMPLATES / "v2").glob("*.py.tmpl")}
+    v1 = {p.name for p in (TEMPLATES / "v1").iterdir() if p.is_dir()} if (TEMPLATES / "v1").is_dir() else set()
+    return sorted((v1 & v2) - set(TEMPLATE_NAMES), key=str.lower)
+
+
+TEMPLATE_NAMES = TEMPLATE_NAMES + _discovered_templates()
+# Core Tools' names of the same templates
+TEMPLATE_ALIASES = {"azure queue storage trigger": "Queue trigger"}
+
+
 class ScaffoldError(Exception):
     """One-line reason a scaffolding request cannot be done."""
 
@@ -58,8 +72,9 @@ def list_templates() -> list[str]:
 
 
 def resolve_template(name: str) -> str:
+    wanted = TEMPLATE_ALIASES.get(name.strip().lower(), name).strip().lower()
     for t in TEMPLATE_NAMES:
-        if t.lower() == name.strip().lower():
+        if t.lower() == wanted:
             return t
     raise ScaffoldError(f"unknown template '{name}'. Valid templates: " + ", ".join(f"'{t}'" for t in TEMPLATE_NAMES))
 

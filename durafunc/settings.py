@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .jsonc import loads_jsonc
 from .storage.connection import (DEVELOPMENT_STORAGE, expand_connection_string,  # noqa: F401 - re-exported
                                  parse_connection_string)
 
@@ -215,21 +216,33 @@ def find_app_root(start: Path | str | None = None) -> Path:
     )
 
 
-def read_json_file(path: Path) -> dict:
-    """A JSON object from a file (BOM allowed, empty file = {}); one-line SettingsError otherwise."""
+def read_json_file(path: Path, *, allow_empty: bool = True) -> dict:
+    """A JSON object from a file (BOM, `//` and `/* */` comments and trailing commas allowed, as the Functions
+    host reads it; an empty file = {} unless `allow_empty` is False); one-line SettingsError otherwise."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise SettingsError(f"{path}: cannot read file: {e.strerror}") from None
     except UnicodeDecodeError:
         raise SettingsError(f"{path}: invalid JSON: the file is not UTF-8 text") from None
+    if not text.strip() and not allow_empty:
+        raise SettingsError(f"{path}: the file is empty; it needs at least {{\"version\": \"2.0\"}}")
     try:
-        data = json.loads(text) if text.strip() else {}
+        data = loads_jsonc(text) if text.strip() else {}
     except json.JSONDecodeError as e:
         raise SettingsError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a JSON object at the top level")
     return data
+
+
+def _plain_json(path: Path) -> bool:
+    """Does the file parse as strict JSON (no comments, no trailing commas)?"""
+    try:
+        json.loads(path.read_text(encoding="utf-8-sig"))
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 # -- connection strings -----------------------------------------------------------------------------------
@@ -470,7 +483,11 @@ def load_settings(
 
     host_path = root / "host.json"
     if host_path.is_file():
-        s.host_json = read_json_file(host_path)
+        s.host_json = read_json_file(host_path, allow_empty=False)
+        if not _plain_json(host_path):
+            s.warnings.append(f"{host_path}: comments or trailing commas: the Functions host accepts them, but "
+                              "azure-functions-durable reads host.json with json.loads when it is imported, and "
+                              "that fails (function_app.py: import failed: JSONDecodeError)")
     local_path = root / "local.settings.json"
     if local_path.is_file():
         _read_local_settings(local_path, s)

@@ -94,3 +94,80 @@ class HostProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class GatedProxy:
+    """A TCP forwarder to a real service that holds every connection's bytes until `open()`: what a host does while
+    its storage does not answer yet, made deterministic."""
+
+    def __init__(self, target_port: int):
+        import threading
+        self.target = target_port
+        self.gate = threading.Event()
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(128)
+        self.port = self.server.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)       # wakes the accepting thread
+        except OSError:
+            pass
+        self.server.close()
+
+    def _accept(self) -> None:
+        import threading
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        import threading
+        self.gate.wait()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            client.close()
+            return
+
+        def pump(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    s.close()
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+
+def gated_connection(connection_string: str) -> tuple[str, list[GatedProxy]]:
+    """The connection string with each storage endpoint behind its own GatedProxy."""
+    import re
+    proxies = []
+
+    def swap(m):
+        proxy = GatedProxy(int(m.group(2)))
+        proxies.append(proxy)
+        return f"{m.group(1)}:{proxy.port}/"
+    return re.sub(r"(Endpoint=http://127\.0\.0\.1):(\d+)/", swap, connection_string), proxies

@@ -98,3 +98,77 @@ def test_user_log_level_hides_the_apps_info_logs(connection_string):
     assert "Executed 'Functions.http_start'" in log          # system logs stay
     assert "Started orchestration with ID" not in log        # the app's logging.info is below Warning
     assert log.splitlines()[0].startswith("durafunc ") and "azure-functions-durable" in log.splitlines()[0]
+
+
+def _v1_function(app, name, bindings, code="def main(req):\n    return 'ok'\n"):
+    folder = app / name
+    folder.mkdir()
+    (folder / "function.json").write_text(json.dumps({"bindings": bindings}))
+    (folder / "__init__.py").write_text(code)
+
+
+HTTP_IN = {"name": "req", "type": "httpTrigger", "direction": "in"}
+HTTP_OUT = {"name": "$return", "type": "http", "direction": "out"}
+
+
+def test_bad_port_and_address(tmp_path):
+    app = write_app(tmp_path)
+    one_line_error(run_start(app, "--port", "99999"), "--port: '99999' is not a port number (0 to 65535")
+    one_line_error(run_start(app, "-p", "http"), "--port: 'http' is not a port number")
+    one_line_error(run_start(app, "--address", "999.1.1.1"), "--address: '999.1.1.1' is not a valid IP address")
+    app = write_app(tmp_path, local={"Values": {"AzureWebJobsStorage": "x"}, "Host": {"LocalHttpAddress": "1.2.3"}})
+    one_line_error(run_start(app), "local.settings.json: Host.LocalHttpAddress: '1.2.3' is not a valid IP address")
+
+
+def test_an_address_of_another_machine(tmp_path, connection_string):
+    app = write_app(tmp_path)
+    r = run_start(app, "--address", "192.0.2.1", "--port", "0", env={"AzureWebJobsStorage": connection_string})
+    one_line_error(r, "--address: cannot listen on '192.0.2.1': it is not an address of this machine")
+
+
+def test_empty_host_json_is_named(tmp_path):
+    app = write_app(tmp_path, host="")
+    one_line_error(run_start(app), "host.json: the file is empty")
+
+
+def test_unknown_function_in_functions_flag(tmp_path, connection_string):
+    app = write_app(tmp_path)
+    _v1_function(app, "Hello", [HTTP_IN, HTTP_OUT])
+    _v1_function(app, "Other", [HTTP_IN, HTTP_OUT])
+    r = run_start(app, "--functions", "nosuch", "Hello", env={"AzureWebJobsStorage": connection_string})
+    one_line_error(r, "--functions: no function named 'nosuch' in this app (its functions: Hello, Other)")
+
+
+def test_malformed_route_and_methods_string(tmp_path, connection_string):
+    """A route with an unclosed brace names the function and route; "methods": "get" means ["get"]."""
+    import uuid
+    from hostutil import HostProcess
+    app = write_app(tmp_path, local={"Values": {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}})
+    _v1_function(app, "Broken", [{**HTTP_IN, "route": "x/{id:int"}, HTTP_OUT])
+    _v1_function(app, "GetOnly", [{**HTTP_IN, "methods": "get"}, HTTP_OUT])
+    one_line_error(run_start(app, "--strict", env={"AzureWebJobsStorage": connection_string}),
+                   "Broken/function.json: function 'Broken': route 'x/{id:int': There is an incomplete parameter")
+    host = HostProcess(app, connection_string, "R" + uuid.uuid4().hex[:12]).wait_ready()
+    try:
+        log = host.log()
+        assert "Broken/function.json: function 'Broken': route 'x/{id:int': There is an incomplete parameter in " \
+               "the route template." in log and "(function 'Broken' not loaded)" in log
+        assert f"GetOnly: [GET] http://localhost:{host.port}/api/GetOnly" in log
+        assert host.request("GET", "/api/GetOnly").status == 200
+        r = host.request("POST", "/api/GetOnly")
+        assert r.status == 405 and r.json()["allowed"] == ["GET"]
+        assert host.request("GET", "/api/x/{id:int").status == 404          # not served as a literal route
+    finally:
+        host.stop()
+
+
+def test_make_start_takes_overrides():
+    """`make start PORT=... HUB=... APP=... START_ARGS=...` reaches `durafunc start`."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(["make", "-n", "start", "PORT=7299", "HUB=MakeHub", "APP=samples/hello",
+                        "START_ARGS=--verbose --no-reload"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    line = " ".join(r.stdout.replace("\\\n", " ").split())
+    assert "cd samples/hello && " in line and "/.venv/bin/durafunc start --port 7299 --task-hub-name MakeHub " \
+        "--verbose --no-reload" in line

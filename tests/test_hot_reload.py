@@ -79,3 +79,29 @@ def test_a_managed_azurite_in_the_app_folder_makes_no_noise(tmp_path):
         host.stop()
     assert "Started Azurite" in log and (app / ".durafunc" / "azurite").is_dir()
     assert "Warning" not in log and "Reloaded" not in log, log
+
+
+def test_verbose_shows_no_file_events_and_durafunc_folder_is_not_watched(tmp_path):
+    """--verbose with reload on and a managed Azurite in the app folder: no watchdog lines at all; files written
+    under .durafunc/ (or a virtual environment) never reload; a new top-level function folder does."""
+    from durafunc.azurite import azurite_connection_string
+    from test_azurite import free_ports
+    app = tmp_path / "hello"
+    shutil.copytree(HELLO, app, ignore=shutil.ignore_patterns(".durafunc", "__pycache__"))
+    conn = azurite_connection_string("127.0.0.1", *free_ports())
+    host = HostProcess(app, conn, "Hv" + uuid.uuid4().hex[:10], "--verbose", reload=True).wait_ready()
+    try:
+        assert run_hello(host)[0] == "Hello Tokyo"
+        (app / ".durafunc" / "notes.py").write_text("x = 1\n")
+        (app / ".venv" / "lib").mkdir(parents=True)
+        (app / ".venv" / "lib" / "pkg.py").write_text("y = 2\n")
+        time.sleep(1.5)
+        assert "Reloaded" not in host.log()
+        (app / "extra.py").write_text("z = 3\n")                   # a change to the app: one reload
+        wait_log(host, "Reloaded")
+        log = host.log()
+    finally:
+        host.stop()
+    assert "DEBUG" in log                                           # --verbose is on
+    assert "watchdog" not in log and "in-event" not in log and "InotifyEvent" not in log, log
+    assert log.count("Reloaded") == 1

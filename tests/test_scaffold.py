@@ -74,6 +74,27 @@ def test_init_never_overwrites_without_force(tmp_path):
     assert "Writing function_app.py" in r.output and "DFApp" in (tmp_path / "app" / "function_app.py").read_text()
 
 
+def test_init_says_what_it_skipped(tmp_path):
+    cli(tmp_path, "init", "app")
+    r = cli(tmp_path, "init", "app")
+    assert r.exit_code == 0 and "Created" not in r.output and "Writing" not in r.output
+    assert "Nothing written: all 6 files of the app already exist in" in r.output and "--force" in r.output
+    (tmp_path / "app" / "host.json").unlink()
+    r = cli(tmp_path, "init", "app")
+    assert "Writing host.json" in r.output and "(1 written, 5 kept as they were)" in r.output
+
+
+def test_queue_trigger_template(tmp_path):
+    r = cli(tmp_path, "templates", "list")
+    assert "Queue trigger" in r.output
+    for model in ("v1", "v2"):
+        cli(tmp_path, "init", model, "--model", model)
+        r = cli(tmp_path / model, "new", "--template", "Azure Queue Storage trigger", "--name", "orders")
+        assert r.exit_code == 0 and 'from the template "Queue trigger"' in r.output, r.output
+        found = index(tmp_path / model)
+        assert found["e"] == [] and found["f"]["orders"] == "other"
+
+
 def test_templates_list(tmp_path):
     r = cli(tmp_path, "templates", "list")
     assert r.exit_code == 0 and all(t in r.output for t in TEMPLATE_NAMES)
@@ -98,7 +119,7 @@ def test_new_every_template(tmp_path, model):
     assert found["e"] == [], found
     kinds = {"Durable Functions orchestrator": "orchestrator", "Durable Functions activity": "activity",
              "Durable Functions HTTP starter": "http", "Durable Functions entity": "entity", "HTTP trigger": "http",
-             "Timer trigger": "other", "Blob trigger": "other"}
+             "Timer trigger": "other", "Blob trigger": "other", "Queue trigger": "other"}
     for name, t in names.items():
         assert found["f"][name] == kinds[t], (name, t)
     if model == "v2":

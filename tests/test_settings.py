@@ -313,7 +313,8 @@ def test_bad_hub_name_from_app_setting_or_flag(tmp_path):
 
 LOCAL_ERRORS = [
     ('{"Values": ', "invalid JSON at line 1 column 12: Expecting value"),
-    ('{"Values": {"A": 1,}}', "invalid JSON at line 1 column 20"),
+    ('{"Values": {"A": 1 "B": 2}}', "invalid JSON at line 1 column 20: Expecting ',' delimiter"),
+    ('{\n  // a comment\n  "Values": {"A": 1,,}}', "invalid JSON at line 3 column 22"),
     ({"Values": []}, "'Values' must be an object"),
     ({"Values": {"A": {"b": 1}}}, "Values.A must be a string, not an object"),
     ({"Values": {"A": [1]}}, "Values.A must be a string, not an array"),
@@ -335,11 +336,35 @@ def test_local_settings_errors(tmp_path, local, text):
     assert "\n" not in msg
 
 
-def test_empty_files_and_bom_are_fine(tmp_path):
-    (tmp_path / "host.json").write_text("")
+def test_empty_local_settings_and_bom_are_fine_an_empty_host_json_is_not(tmp_path):
+    (tmp_path / "host.json").write_text("{}")
     (tmp_path / "local.settings.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"Values": {"A": "1"}}).encode())
     s = load_settings(tmp_path, environ={})
     assert s.values == {"A": "1"} and s.hub_name == "TestHubName"
+    (tmp_path / "local.settings.json").write_text("")
+    assert load_settings(tmp_path, environ={}).values == {}
+    (tmp_path / "host.json").write_text(" \n")
+    with pytest.raises(SettingsError) as e:
+        load_settings(tmp_path, environ={})
+    assert str(e.value) == f"{tmp_path.resolve() / 'host.json'}: the file is empty; it needs at least " \
+                           '{"version": "2.0"}'
+
+
+def test_comments_and_trailing_commas_as_visual_studio_writes_them(tmp_path):
+    """Json.NET (the Functions host, Core Tools) reads `//` and `/* */` comments and trailing commas."""
+    (tmp_path / "host.json").write_text('{"version": "2.0"}')
+    (tmp_path / "local.settings.json").write_text(
+        '{\n  "IsEncrypted": false,\n  "Values": {\n    // storage\n    "AzureWebJobsStorage": '
+        '"UseDevelopmentStorage=true", /* the worker */ "FUNCTIONS_WORKER_RUNTIME": "python",\n'
+        '    "URL": "http://example.com//path", "Q": "a /* b */ c",\n  },\n}\n')
+    s = load_settings(tmp_path, environ={})
+    assert s.values == {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "FUNCTIONS_WORKER_RUNTIME": "python",
+                        "URL": "http://example.com//path", "Q": "a /* b */ c"}
+    assert s.warnings == []
+    # host.json with comments works too, with a warning: the durable SDK itself reads it with json.loads
+    (tmp_path / "host.json").write_text('{\n  // mine\n  "version": "2.0",\n}')
+    s = load_settings(tmp_path, environ={})
+    assert [w for w in s.warnings if "comments or trailing commas" in w and "json.loads" in w]
 
 
 def test_find_app_root_walks_up(tmp_path, monkeypatch):

@@ -167,21 +167,54 @@ class DurableClient:
         return row
 
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
+        """As the Durable extension: a finished instance is gone (410); only a Running, Pending or ContinuedAsNew
+        one can be suspended, else InvalidOperationException (500) and the host's warning line."""
+        import logging
         row = await self.require(instance_id)
-        if row.runtime_status in TERMINAL_STATUSES:
-            raise Gone(f"Instance with ID {instance_id} is gone: it is {row.runtime_status.name}.")
+        status = await self._status(instance_id)
+        if status in TERMINAL_STATUSES:
+            raise Gone(f"Instance with ID {instance_id} is gone: it is {status.name}.")
+        if status not in (Status.Running, Status.Pending, Status.ContinuedAsNew):
+            logging.getLogger("durafunc.client").warning(
+                "Cannot suspend orchestration instance in the %s state. InstanceId: %s. Function: %s. HubName: %s.",
+                status.name, instance_id, row.name, self.hub.hub_name)
+            error = ClientError(f"Cannot suspend the orchestration instance {instance_id} because instance is in "
+                                f"the {status.name} state.", 500)
+            error.exc_type = "System.InvalidOperationException"
+            raise error
         await self._send(instance_id, ev.task_message(ev.execution_suspended(utcnow(), reason), instance_id, None))
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
+        """Only a Suspended instance can be resumed (else 410 when finished, 500 and the host's warning line
+        otherwise, as the Durable extension). Its status output becomes the resume reason, as a suspend's is
+        the suspend reason (set before the message is sent, so the engine's later writes win)."""
+        import logging
         row = await self.require(instance_id)
-        if row.runtime_status in TERMINAL_STATUSES:
-            raise Gone(f"Instance with ID {instance_id} is gone: it is {row.runtime_status.name}.")
+        status = await self._status(instance_id)
+        if status in TERMINAL_STATUSES:
+            raise Gone(f"Instance with ID {instance_id} is gone: it is {status.name}.")
+        if status != Status.Suspended:
+            logging.getLogger("durafunc.client").warning(
+                "Cannot resume orchestration instance in the %s state. InstanceId: %s. Function: %s. HubName: %s.",
+                status.name, instance_id, row.name, self.hub.hub_name)
+            error = ClientError(f"Cannot resume the orchestration instance {instance_id} because instance is in "
+                                f"the {status.name} state.", 500)
+            error.exc_type = "System.InvalidOperationException"
+            raise error
+        await self.hub.instances.merge(instance_id, {"Output": reason})
         await self._send(instance_id, ev.task_message(ev.execution_resumed(utcnow(), reason), instance_id, None))
 
     async def rewind(self, instance_id: str, reason: str | None = None) -> None:
+        """Only a Failed instance can be rewound: a Completed, Terminated or Canceled one is gone (410), a
+        running one gets the extension's InvalidOperationException (500)."""
         row = await self.require(instance_id)
         if row.runtime_status != Status.Failed:
-            raise Gone("The rewind operation is only supported on failed orchestration instances.")
+            message = "The rewind operation is only supported on failed orchestration instances."
+            if row.runtime_status in TERMINAL_STATUSES:
+                raise Gone(message)
+            error = ClientError(message, 500)
+            error.exc_type = "System.InvalidOperationException"
+            raise error
         e = {"EventType": int(EventType.ExecutionRewound), "EventId": -1, "IsPlayed": False,
              "Timestamp": format_time(utcnow()), "Reason": reason, "ParentExecutionId": None,
              "InstanceId": None, "ParentTraceContext": None}

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 from typing import Mapping
 
+from ..jsonc import loads_jsonc
 from .model import (AppLoadError, Binding, FunctionInfo, KNOWN_BINDINGS, LoadError, LoadedApp, durable_name,
                     kind_of)
 
@@ -18,8 +19,10 @@ V2_SCRIPT = "function_app.py"
 
 
 def load_app(root: Path, *, env: Mapping[str, str], only: list[str] | None = None,
-             strict: bool = False) -> LoadedApp:
-    """Load the app in `root`. Broken functions become LoadErrors (or raise AppLoadError when strict)."""
+             strict: bool = False, only_source: str = "--functions") -> LoadedApp:
+    """Load the app in `root`. Broken functions become LoadErrors (or raise AppLoadError when strict).
+    `only` names the functions to keep; a name the app does not have raises AppLoadError naming `only_source`
+    (where the list comes from) and the functions the app has."""
     root = Path(root).resolve()
     script = env.get("PYTHON_SCRIPT_FILE_NAME") or V2_SCRIPT
     _forget_modules(root)
@@ -30,6 +33,7 @@ def load_app(root: Path, *, env: Mapping[str, str], only: list[str] | None = Non
     else:
         app = _load_v1(root)
     if only:
+        _check_only(app, only, only_source)
         wanted = {n.lower() for n in only}
         app.functions = {k: v for k, v in app.functions.items() if k.lower() in wanted}
     for name, fn in list(app.functions.items()):
@@ -40,6 +44,38 @@ def load_app(root: Path, *, env: Mapping[str, str], only: list[str] | None = Non
         e = app.errors[0]
         raise AppLoadError(f"{e.file}: {e.reason}")
     return app
+
+
+def _check_only(app: LoadedApp, only: list[str], source: str) -> None:
+    """Every name of `--functions` / host.json `functions` must be a function of the app (broken ones count)."""
+    if any(e.function is None for e in app.errors):
+        return          # the app itself did not load: that error says more than a missing name
+    known = {n.lower() for n in app.functions} | {e.function.lower() for e in app.errors if e.function}
+    unknown = [n for n in only if n.lower() not in known]
+    if unknown:
+        names = ", ".join(sorted(app.functions, key=str.lower)) or "none"
+        which = ", ".join(f"'{n}'" for n in unknown)
+        raise AppLoadError(f"{source}: no function named {which} in this app (its functions: {names})")
+
+
+def _methods(value, where: Path, name: str) -> list[str] | None:
+    """`methods` of an HTTP trigger: a list of method names; a single string means that one method (as the
+    Functions host reads "methods": "get")."""
+    if value is None or value == []:
+        return None
+    if isinstance(value, str):
+        value = [m for m in value.replace(",", " ").split() if m]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) and m.strip() for m in value):
+        raise _Broken(where, f"function '{name}': 'methods' must be a list of HTTP method names, got {value!r}")
+    return [str(m).strip().upper() for m in value] or None
+
+
+def _check_route(route: str | None, where: Path, name: str) -> None:
+    from .routes import RouteError, compile_route
+    try:
+        compile_route(route or name)
+    except RouteError as e:
+        raise _Broken(where, f"function '{name}': {e}") from None
 
 
 def _forget_modules(root: Path) -> None:
@@ -82,7 +118,7 @@ class _Broken(Exception):
 def _load_v1_function(root: Path, folder: Path, fj: Path) -> FunctionInfo:
     name = folder.name
     try:
-        meta = json.loads(fj.read_text(encoding="utf-8-sig"))
+        meta = loads_jsonc(fj.read_text(encoding="utf-8-sig"))
     except ValueError as e:
         raise _Broken(fj, f"invalid JSON: {e}") from None
     if not isinstance(meta, dict):
@@ -124,12 +160,14 @@ def _load_v1_function(root: Path, folder: Path, fj: Path) -> FunctionInfo:
     _check_params(script, name, entry, bindings)
     trigger = triggers[0]
     kind = kind_of(trigger)
-    methods = trigger.raw.get("methods")
+    methods = _methods(trigger.raw.get("methods"), fj, name) if kind == "http" else None
+    if kind == "http":
+        _check_route(trigger.raw.get("route"), fj, name)
     return FunctionInfo(
         name=name, kind=kind, trigger=trigger, bindings=bindings, script_file=script, entry=entry,
         is_async=inspect.iscoroutinefunction(entry), durable_name=durable_name(name, trigger),
         route=(trigger.raw.get("route") or name) if kind == "http" else None,
-        methods=[m.upper() for m in methods] if methods else None,
+        methods=methods,
         auth_level=trigger.raw.get("authLevel") if kind == "http" else None,
         disabled=bool(meta.get("disabled")), directory=folder)
 
@@ -206,12 +244,14 @@ def _v2_function(root: Path, script: Path, fn, name: str) -> FunctionInfo:
     trigger = triggers[0]
     entry = fn.get_user_function()
     kind = kind_of(trigger)
-    methods = trigger.raw.get("methods")
+    methods = _methods(trigger.raw.get("methods"), script, name) if kind == "http" else None
+    if kind == "http":
+        _check_route(trigger.raw.get("route"), script, name)
     src = Path(getattr(fn, "function_script_file", None) or inspect.getsourcefile(entry) or script)
     return FunctionInfo(
         name=name, kind=kind, trigger=trigger, bindings=bindings, script_file=src, entry=entry,
         is_async=inspect.iscoroutinefunction(entry), durable_name=durable_name(name, trigger),
         route=(trigger.raw.get("route") or name) if kind == "http" else None,
-        methods=[str(m).upper() for m in methods] if methods else None,
+        methods=methods,
         auth_level=str(trigger.raw.get("authLevel")) if kind == "http" and trigger.raw.get("authLevel") else None,
         directory=root)

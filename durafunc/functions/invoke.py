@@ -5,6 +5,7 @@ import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import re
 import traceback
 import uuid
@@ -20,10 +21,12 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from ..durable.worker import UserCodeError
 from . import blobs, queues
 from .expressions import json_properties, system_data
-from .logcontext import invocation
+from .emulated import dropped_outputs
+from .logcontext import _OrchestrationRun, invocation, orchestration
 from .model import FunctionInfo, LoadedApp
 
 CLIENT_TYPES = ("durableclient", "orchestrationclient")
+log = logging.getLogger("durafunc.function")
 
 
 class FunctionNotFound(Exception):
@@ -146,9 +149,11 @@ class Invoker:
             raise FunctionNotFound(f"The function '{name}' doesn't exist, is disabled, or is not loaded.")
         return fn
 
-    async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False) -> Any:
-        """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline."""
-        invocation_id = str(uuid.uuid4())
+    async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False,
+                    invocation_id: str | None = None) -> Any:
+        """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline.
+        `invocation_id`: the id the host logs for this invocation (a new one when not given)."""
+        invocation_id = invocation_id or str(uuid.uuid4())
         params = fn.parameters
         outs = {}
         for b in fn.bindings:
@@ -157,6 +162,7 @@ class Invoker:
         if "context" in params and "context" not in kwargs and not any(b.name == "context" for b in fn.bindings):
             kwargs["context"] = _Context(fn, invocation_id)
         token = invocation.set((fn.name, invocation_id))
+        replay_token = orchestration.set(_OrchestrationRun()) if fn.kind == "orchestrator" else None
         try:
             if fn.is_async:
                 result = await fn.entry(**kwargs)
@@ -172,6 +178,11 @@ class Invoker:
             raise FunctionError(type(e).__name__, str(e), _user_traceback(e)) from e
         finally:
             invocation.reset(token)
+            if replay_token is not None:
+                orchestration.reset(replay_token)
+        for b in dropped_outputs(fn, result, outs):
+            log.warning("Function '%s' (Id=%s): binding '%s' (%s) is not emulated locally; the value it was "
+                        "given is dropped", fn.name, invocation_id, b.name, b.type)
         return result, outs
 
     async def _write_outputs(self, fn: FunctionInfo, result: Any, outs: dict, data: dict) -> None:
@@ -228,33 +239,35 @@ class Invoker:
         return {**(trigger_data or {}), **system_data(fn.name)}
 
     async def _run(self, fn: FunctionInfo, value: Any, client_json: str | None, trigger_data: dict | None, *,
-                   returns_to_trigger: bool = False):
+                   returns_to_trigger: bool = False, invocation_id: str | None = None):
         """Inputs, the call, outputs. `returns_to_trigger`: the return value is the trigger's (an activity's
         result), not a `$return` binding's."""
         data = self._data(fn, trigger_data)
-        result, outs = await self._call(fn, await self._inputs(fn, value, client_json, data))
+        result, outs = await self._call(fn, await self._inputs(fn, value, client_json, data),
+                                        invocation_id=invocation_id)
         await self._write_outputs(fn, None if returns_to_trigger else result, outs, data)
         return result, outs
 
-    async def run_orchestrator(self, name: str, context_json: str) -> str:
+    async def run_orchestrator(self, name: str, context_json: str, *, invocation_id: str | None = None) -> str:
         fn = self._get(name)
         result, _ = await self._call(fn, await self._inputs(fn, func.OrchestrationContext(context_json), None),
-                                     inline=True)
+                                     inline=True, invocation_id=invocation_id)
         return result if isinstance(result, str) else json.dumps(result)
 
-    async def run_entity(self, name: str, context_json: str) -> str:
+    async def run_entity(self, name: str, context_json: str, *, invocation_id: str | None = None) -> str:
         fn = self._get(name)
         result, _ = await self._call(fn, await self._inputs(fn, func.EntityContext(context_json), None),
-                                     inline=True)
+                                     inline=True, invocation_id=invocation_id)
         return result if isinstance(result, str) else json.dumps(result)
 
-    async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
+    async def run_activity(self, name: str, input_text: str | None, *, instance_id: str,
+                           invocation_id: str | None = None) -> str | None:
         fn = self._get(name)
         datum = meta.Datum(value=input_text if input_text is not None else "null", type="string")
         value = ActivityTriggerConverter.decode(datum, trigger_metadata={"instanceId": instance_id})
         result, outs = await self._run(fn, value, None,
                                        activity_binding_data(input_text, instance_id, fn.trigger.name),
-                                       returns_to_trigger=True)
+                                       returns_to_trigger=True, invocation_id=invocation_id)
         try:
             encoded = ActivityTriggerConverter.encode(result, expected_type=None)
         except Exception as e:  # noqa: BLE001 - not JSON-serializable
@@ -262,15 +275,18 @@ class Invoker:
         text = encoded.value if encoded is not None else None
         return None if text in (None, "null") else text
 
-    async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None) -> HttpResult:
+    async def run_http(self, name: str, request: func.HttpRequest, client_json: str | None, *,
+                       invocation_id: str | None = None) -> HttpResult:
         fn = self._get(name)
-        result, outs = await self._run(fn, request, client_json, http_binding_data(request))
+        result, outs = await self._run(fn, request, client_json, http_binding_data(request),
+                                       invocation_id=invocation_id)
         for b in fn.bindings:
             if b.direction == "out" and b.type.lower() == "http" and b.name in outs:
                 result = outs[b.name].get()
         return to_http_result(result)
 
-    async def run_triggered(self, name: str, event, client_json: str | None = None) -> None:
+    async def run_triggered(self, name: str, event, client_json: str | None = None, *,
+                            invocation_id: str | None = None) -> None:
         """A function fired by a listener (timer, queue, blob): `event` is a triggers.TriggerEvent, the data
         and metadata the host sends; the parameter value is converted as the worker converts it."""
         fn = self._get(name)
@@ -280,15 +296,16 @@ class Invoker:
             value = decode(event.data, event.metadata, pytype)
         except Exception as e:  # noqa: BLE001 - the SDK's converter refused the data
             raise FunctionError(type(e).__name__, str(e)) from e
-        await self._run(fn, value, client_json, event.binding_data)
+        await self._run(fn, value, client_json, event.binding_data, invocation_id=invocation_id)
 
-    async def run_function(self, name: str, input_text: str | None, client_json: str | None = None) -> None:
+    async def run_function(self, name: str, input_text: str | None, client_json: str | None = None, *,
+                           invocation_id: str | None = None) -> None:
         """Run a non-HTTP function by hand (POST /admin/functions/{name}): a queue trigger gets the input as the
         message body, a blob trigger the blob the input names (`container/name`), as the Functions host does."""
         fn = self._get(name)
         if fn.kind == "activity":
             await self.run_activity(name, json.dumps(input_text) if input_text is not None else None,
-                                    instance_id="")
+                                    instance_id="", invocation_id=invocation_id)
             return
         trigger = fn.trigger.type.lower()
         value: Any = input_text
@@ -301,7 +318,7 @@ class Invoker:
             data = {**json_properties(input_text or ""), "QueueTrigger": input_text or ""}
         elif trigger == "blobtrigger":
             value, data = await self._blob_by_hand(fn, input_text or "")
-        await self._run(fn, value, client_json, data)
+        await self._run(fn, value, client_json, data, invocation_id=invocation_id)
 
     async def _blob_by_hand(self, fn: FunctionInfo, path: str) -> tuple[Any, dict]:
         from .expressions import blob_pattern, expand_settings

@@ -121,6 +121,13 @@ class Route:
         return out
 
 
+def _check_literals(template: str, literal: str) -> None:
+    """What is left of a segment without its parameters must hold no brace (ASP.NET's template parser)."""
+    if "{" in literal or "}" in literal:
+        raise RouteError(f"route '{template}': There is an incomplete parameter in the route template. Check "
+                         "that each '{' character has a matching '}' character.")
+
+
 def compile_route(template: str) -> Route:
     segments = [s for s in template.strip("/").split("/") if s != ""]
     pattern, params, literals = "", [], 0
@@ -134,6 +141,7 @@ def compile_route(template: str) -> Route:
             pattern += f"(?:{sep}{body})?" if (p.optional or p.catch_all) else f"{sep}{body}"
             continue
         literals += 1
+        _check_literals(template, _PARAM.sub("", seg))
         piece, last = "", 0
         for m in _PARAM.finditer(seg):
             piece += re.escape(seg[last:m.start()])

@@ -28,6 +28,33 @@ def _under(path: str, base: str) -> bool:
     return path == base or path.startswith(base + "/")
 
 
+# Kestrel's limits (what Azure Functions answers): request headers of 32 KB in total (431), a request line of
+# 8 KB (414). aiohttp's own parser limits are set far above them, so a too-large request reaches the host and
+# gets a JSON answer; beyond those (a 1 MB header line) aiohttp answers 400 itself (see quiet_parse_errors).
+MAX_HEADERS_TOTAL = 32 * 1024
+MAX_REQUEST_LINE = 8 * 1024
+PARSER_LIMITS = {"max_line_size": 1024 * 1024, "max_field_size": 1024 * 1024}
+NOT_RUNNING = "Function host is not running."
+
+
+def quiet_parse_errors(logger: logging.Logger) -> None:
+    """aiohttp logs a request it cannot parse (a header line over its limit, bytes that are not HTTP) with a
+    traceback: one warning line instead."""
+    def one_line(record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not type(exc).__module__.startswith("aiohttp"):
+            return True
+        from aiohttp.http_exceptions import HttpProcessingError
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        record.msg, record.args = "Bad HTTP request refused (%s): %s", (getattr(exc, "code", 400),
+                                                                         getattr(exc, "message", str(exc)))
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+    logger.addFilter(one_line)
+
+
 class HostApp:
     """Wires the loaded functions into aiohttp routes. `host` supplies `app` (the LoadedApp),
     `invoker`, `route_table()`, and the settings; it may swap them on hot reload."""
@@ -53,8 +80,9 @@ class HostApp:
         return Dashboard(source, self.keys)
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self.cors_middleware, self.auth_middleware],
-                              client_max_size=100 * 1024 * 1024)
+        app = web.Application(middlewares=[self.limits_middleware, self.ready_middleware, self.cors_middleware,
+                                           self.auth_middleware],
+                              client_max_size=100 * 1024 * 1024, handler_args=PARSER_LIMITS)
         app.add_routes(self.api.routes())
         app.add_routes(self.dashboard().routes())
         app.add_routes([
@@ -68,6 +96,34 @@ class HostApp:
             web.route("*", "/{tail:.*}", self.user_function),
         ])
         return app
+
+    @web.middleware
+    async def limits_middleware(self, request: web.Request, handler):
+        """Kestrel's request limits, as JSON answers: 414 for a request line over 8 KB, 431 for headers over
+        32 KB in total."""
+        line = len(request.method) + len(request.raw_path) + 10
+        if line > MAX_REQUEST_LINE:
+            log.warning("Request refused: its request line is %d bytes (the limit is %d)", line, MAX_REQUEST_LINE)
+            return json_error(414, f"Request URI Too Long: the request line is {line} bytes; the limit is "
+                                   f"{MAX_REQUEST_LINE} bytes.")
+        size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+        if size > MAX_HEADERS_TOTAL:
+            big = max(request.raw_headers, key=lambda kv: len(kv[1]))[0].decode("latin-1")
+            log.warning("Request %s %s refused: its headers are %d bytes (the limit is %d; largest: %s)",
+                        request.method, request.path, size, MAX_HEADERS_TOTAL, big)
+            return json_error(431, f"Request Header Fields Too Large: the request headers are {size} bytes; the "
+                                   f"limit is {MAX_HEADERS_TOTAL} bytes (largest header: {big}).")
+        return await handler(request)
+
+    @web.middleware
+    async def ready_middleware(self, request: web.Request, handler):
+        """Until the engine runs and the functions are loaded (host state Running), only /admin/host/status
+        answers; other requests get 503, as the Functions host answers while it is not running."""
+        if getattr(self.host, "state", "Running") != "Running" and \
+                request.path not in ("/admin/host/status", "/admin/host/ping"):
+            return web.json_response({"error": NOT_RUNNING, "state": self.host.state}, status=503,
+                                     headers={"Retry-After": "1"})
+        return await handler(request)
 
     @web.middleware
     async def cors_middleware(self, request: web.Request, handler):
@@ -120,11 +176,13 @@ class HostApp:
 
     async def host_status(self, request: web.Request) -> web.Response:
         from .. import __version__
+        app = self.host.app
         return web.json_response({
-            "id": self.host.worker_id, "state": "Running", "version": f"durafunc {__version__}",
+            "id": self.host.worker_id, "state": getattr(self.host, "state", "Running"),
+            "version": f"durafunc {__version__}",
             "processUptime": int((time.monotonic() - self.started) * 1000),
-            "functions": sorted(self.host.app.functions), "taskHub": self.host.settings.hub_name,
-            "errors": [f"{e.file}: {e.reason}" for e in self.host.app.errors],
+            "functions": sorted(app.functions) if app is not None else [], "taskHub": self.host.settings.hub_name,
+            "errors": [f"{e.file}: {e.reason}" for e in app.errors] if app is not None else [],
         })
 
     async def list_functions(self, request: web.Request) -> web.Response:
@@ -145,13 +203,17 @@ class HostApp:
         except ValueError:
             return json_error(400, "The request body must be JSON like {\"input\": \"...\"}.")
         value = body.get("input") if isinstance(body, dict) else None
+        from ..functions.logcontext import HOST_API_REASON, InvocationLog
+        run = InvocationLog(fn.name, HOST_API_REASON).started()
         try:
             await self.host.invoker.run_function(fn.name, value if value is None or isinstance(value, str)
                                                  else json.dumps(value),
-                                                 self.host.client_json(fn))
+                                                 self.host.client_json(fn), invocation_id=run.id)
         except Exception as e:  # noqa: BLE001 - user code
-            log.error("function %s failed: %s", fn.name, e)
-            return json_error(500, f"{type(e).__name__}: {e}")
+            run.failed(e)
+            return json_error(500, f"{getattr(e, 'type_name', None) or type(e).__name__}: "
+                                   f"{getattr(e, 'message', None) or e}")
+        run.succeeded()
         return web.Response(status=202)
 
     async def user_function(self, request: web.Request) -> web.StreamResponse:
@@ -174,24 +236,23 @@ class HostApp:
                                params={k: v for k, v in request.query.items()},
                                route_params=route_params, body=body)
         client_json = self.host.client_json(fn)
-        t0 = time.monotonic()
+        from ..functions.logcontext import HOST_API_REASON, InvocationLog
+        run = InvocationLog(fn.name, HOST_API_REASON).started()
         try:
-            result = await self.host.invoker.run_http(fn.name, req, client_json)
+            result = await self.host.invoker.run_http(fn.name, req, client_json, invocation_id=run.id)
         except Exception as e:  # noqa: BLE001 - user code failed; the host keeps serving
             message = getattr(e, "message", None) or str(e)
             type_name = getattr(e, "type_name", None) or type(e).__name__
-            trace = getattr(e, "traceback_text", "") or ""
             if self.api.storage_down():     # its durable client got a 503: say so, and when to try again
-                log.error("Executed 'Functions.%s' (Failed): the task hub's storage is unavailable", fn.name)
+                run.failed(None, details=False)
                 resp = json_error(503, f"Function '{fn.name}' failed: the task hub's storage is unavailable "
                                        f"({type_name}: {message})")
                 resp.headers["Retry-After"] = "5"
                 return resp
-            log.error("Executed 'Functions.%s' (Failed): %s: %s%s", fn.name, type_name, message,
-                      f"\n{trace}" if trace else "")
+            run.failed(e)
             return json_error(500, f"Function '{fn.name}' failed: {type_name}: {message}")
-        log.info("Executed 'Functions.%s' (%s %s -> %s, %d ms)", fn.name, request.method, request.path,
-                 result.status, (time.monotonic() - t0) * 1000)
+        run.succeeded()
+        log.debug("%s %s -> %s (Functions.%s, Id=%s)", request.method, request.path, result.status, fn.name, run.id)
         resp = web.Response(status=result.status, body=result.body)
         for k, v in result.headers:
             if k.lower() == "content-length":

@@ -22,7 +22,9 @@ SYSTEM_KEY_USER = "durabletask_extension"          # the user name before the sy
 
 
 def error_response(status: int, message: str, exc_type: str = "System.ArgumentException") -> web.Response:
-    body = {"Message": "One or more of the arguments submitted is incorrect" if status == 400 else message,
+    headline = {400: "One or more of the arguments submitted is incorrect",
+                500: "Something went wrong while processing your request"}
+    body = {"Message": headline.get(status, message),
             "ExceptionMessage": message, "ExceptionType": exc_type, "StackTrace": None}
     return web.json_response(body, status=status)
 
@@ -126,7 +128,7 @@ class DurableApi:
                 return await self.entities(request, parts[1:])
             return error_response(404, f"No route matches '{request.path}'.", "NotFound")
         except ClientError as e:
-            return error_response(e.status, str(e))
+            return error_response(e.status, str(e), getattr(e, "exc_type", "System.ArgumentException"))
         except ValueError as e:
             return error_response(400, str(e))
         except StorageUnavailableError as e:
