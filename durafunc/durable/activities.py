@@ -18,6 +18,7 @@ from ..storage.errors import StorageUnavailableError
 from ..storage.schema import TERMINAL_STATUSES, utcnow
 from . import events as ev
 from .delivery import Item
+from .replay import HTTP_ACTIVITY
 from .worker import UserCodeError
 
 log = logging.getLogger("durafunc.engine")
@@ -198,12 +199,20 @@ class ActivityRunner:
             except UserCodeError:
                 raise
             except Exception as other:  # noqa: BLE001 - a host-side failure still ends the task
+                log.warning("activity '%s' of instance %s could not run: %s: %s", name, inst.get("InstanceId"),
+                            type(other).__name__, other)
                 raise UserCodeError(type(other).__name__, str(other),
                                     "".join(traceback.format_exception(other))) from other
             return ev.task_completed(utcnow(), event.get("EventId"), result)
         except UserCodeError as err:
-            log.error("activity %s of instance %s failed: %s: %s%s", name, inst.get("InstanceId"),
-                      err.type_name, err.message, f"\n{err.traceback_text}" if err.traceback_text else "")
+            # the host logs a user function's failure with its traceback (Executed ... Failed); the engine says
+            # only what no function run shows: the built-in HTTP activity's failures, a function that is not there
+            if name == HTTP_ACTIVITY or err.type_name == "FunctionNotFound":
+                log.warning("activity '%s' of instance %s failed: %s: %s", name, inst.get("InstanceId"),
+                            err.type_name, err.message)
+            else:
+                log.debug("activity %s of instance %s failed: %s: %s", name, inst.get("InstanceId"),
+                          err.type_name, err.message)
             details = json.dumps({"$type": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
                                   "Message": f"Result: Failure\nException: {err.type_name}: {err.message}",
                                   "StackTrace": err.traceback_text})

@@ -186,8 +186,8 @@ class DurableClient:
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         """Only a Suspended instance can be resumed (else 410 when finished, 500 and the host's warning line
-        otherwise, as the Durable extension). Its status output becomes the resume reason, as a suspend's is
-        the suspend reason (set before the message is sent, so the engine's later writes win)."""
+        otherwise, as the Durable extension). Its status output becomes the resume reason (the engine writes it),
+        as a suspend's is the suspend reason."""
         import logging
         row = await self.require(instance_id)
         status = await self._status(instance_id)
@@ -201,7 +201,6 @@ class DurableClient:
                                 f"the {status.name} state.", 500)
             error.exc_type = "System.InvalidOperationException"
             raise error
-        await self.hub.instances.merge(instance_id, {"Output": reason})
         await self._send(instance_id, ev.task_message(ev.execution_resumed(utcnow(), reason), instance_id, None))
 
     async def rewind(self, instance_id: str, reason: str | None = None) -> None:

@@ -67,8 +67,8 @@ class EntityEpisodes:
                 state.remember(req.get("id") or "", answer)
                 if answer is not None:
                     answers.append((req, answer))
-                if res.get("isError"):
-                    log.error("entity %s: operation '%s' failed: %s", instance_id, req.get("op"), res.get("result"))
+                if res.get("isError"):     # the host logs a failed operation with its function's run
+                    log.debug("entity %s: operation '%s' failed: %s", instance_id, req.get("op"), res.get("result"))
             fields = {"Name": name, "RuntimeStatus": "Running", "Input": state.to_row_input(), "LastUpdatedTime": now,
                       "Worker": e.opt.worker_id}
             if not exists:
@@ -96,8 +96,7 @@ class EntityEpisodes:
         try:
             out = json.loads(await functions.run_entity(known, batch_context(name, key, state, requests)))
         except UserCodeError as err:
-            log.error("entity %s failed: %s: %s%s", instance_id, err.type_name, err.message,
-                      f"\n{err.traceback_text}" if err.traceback_text else "")
+            log.debug("entity %s failed: %s: %s", instance_id, err.type_name, err.message)   # the host logged it
             return [{"isError": True, "result": json.dumps(f"{err.type_name}: {err.message}")} for _ in requests]
         state.exists, state.state = bool(out.get("entityExists")), out.get("entityState")
         results = out.get("results") or []

@@ -314,6 +314,10 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
     new_events.append(ev.orchestrator_completed(now))
     status = Status.Suspended if suspended_now else Status.Running
     row["RuntimeStatus"] = status.name
+    reason = next((e.get("Reason") for e in reversed(episode_events)
+                   if e.get("EventType") in (ET.ExecutionSuspended, ET.ExecutionResumed)), None)
+    if reason is not None:     # the status output of a suspended/resumed instance is the reason (as on Azure)
+        row["Output"] = reason
     return Decision(new_events, outbound, status, row, reset, execution_id, len(entries), log)
 
 

@@ -218,9 +218,11 @@ class OrchestrationEpisodes:
             await e.rows.write(iid, row, final=True, history_etag=state.etag, after=consumed)
             e.outbox.release(sent)
             if d.status == OrchestrationStatus.Failed:
-                trace = getattr(state, "failure_trace", "")
-                log.error("orchestrator '%s' of instance %s failed: %s%s", state.name, iid, row.get("Output"),
-                          f"\n{trace}" if trace else "")
+                # once, when it fails; one line: the host logged the user's traceback with the run that raised,
+                # and what no run shows (non-determinism, an unknown function) is a warning
+                head = str(row.get("Output") or "").splitlines()[0] if row.get("Output") else "failed"
+                log.log(logging.INFO if state.failure_trace else logging.WARNING,
+                        "Orchestration instance %s (%s) failed: %s", iid, state.name, head)
             else:
                 log.info("instance %s (%s) %s", iid, state.name, d.status.name.lower())
         else:
