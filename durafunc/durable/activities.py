@@ -208,7 +208,7 @@ class ActivityRunner:
             # the host logs a user function's failure with its traceback (Executed ... Failed); the engine says
             # only what no function run shows: the built-in HTTP activity's failures, a function that is not there
             if name == HTTP_ACTIVITY or err.type_name == "FunctionNotFound":
-                log.warning("activity '%s' of instance %s failed: %s: %s", name, inst.get("InstanceId"),
+                log.warning("activity %s of instance %s failed: %s: %s", name, inst.get("InstanceId"),
                             err.type_name, err.message)
             else:
                 log.debug("activity %s of instance %s failed: %s: %s", name, inst.get("InstanceId"),
