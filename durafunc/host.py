@@ -144,6 +144,7 @@ class Host:
         self.stop_event: asyncio.Event | None = None
         self.reloads = 0
         self.ready = False              # startup done: file changes reload the app from now on
+        self._waiting_for: str | None = None    # what startup is waiting for (for the --timeout message)
         self._changed_early = False     # a file changed while the host was starting
         # the Functions host's states (ScriptHostState): Default, Starting, Initialized (functions loaded, HTTP
         # up), Running (engine and listeners run: user routes are served), Stopping, Stopped
@@ -212,7 +213,9 @@ class Host:
             try:
                 await asyncio.wait_for(self.startup(t0), self.opt.timeout)
             except asyncio.TimeoutError:
-                raise HostError(f"The host did not start within {self.opt.timeout:g} seconds (--timeout).") from None
+                why = f": {self._waiting_for}" if self._waiting_for else ""
+                raise HostError(f"The host did not start within {self.opt.timeout:g} seconds (--timeout){why}.") \
+                    from None
             await self.stop_event.wait()
         finally:
             await self.shutdown()
@@ -282,7 +285,7 @@ class Host:
             origin = f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
             api.origin, api._binding = origin, None
         self.url = origin
-        await self.engine.start()
+        await self._start_engine(conn)
         self.echo("")
         self.echo(f"Task hub: {s.hub_name} ({s.partition_count} partitions) on "
                   f"{_describe_storage(conn)}; worker {self.worker_id}")
@@ -299,6 +302,27 @@ class Host:
         if self._changed_early:
             asyncio.get_running_loop().call_soon(self.reload)
         self.echo(f"Host started in {time.monotonic() - t0:.2f} s. Press Ctrl+C to stop.")
+
+    async def _start_engine(self, conn: str) -> None:
+        """Start the engine; while storage does not answer, say so once and keep trying (bounded by --timeout)."""
+        from .storage.errors import StorageUnavailableError
+        delay = 0.2
+        while True:
+            try:
+                await self.engine.start()
+                self._waiting_for = None
+                return
+            except StorageUnavailableError as e:
+                if self._waiting_for is None:
+                    self.echo(f"Warning: storage at {_describe_storage(conn)} is unavailable; waiting for it "
+                              f"({str(e).splitlines()[0]})")
+                self._waiting_for = f"storage at {_describe_storage(conn)} did not answer"
+                await self.engine.stop(grace=0)
+                from .durable.engine import Engine
+                self.engine = Engine(self.hub, self.engine.functions, self.engine.opt)
+                self.api.client.engine = self.engine
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     # -- triggers (functions/triggers listens; this runs the function with its client binding) ------------
     async def _run_triggered(self, name: str, event) -> None:

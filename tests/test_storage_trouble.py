@@ -88,3 +88,46 @@ def test_a_hub_deleted_under_a_running_host_is_said_once_and_its_engine_stops(co
         assert host.request("GET", "/api/greet/x").status == 200
     finally:
         host.stop()
+
+
+def remote_looking(ports: dict) -> str:
+    """A connection string to 127.0.0.2: loopback, but not what `durafunc start` manages an Azurite for."""
+    return ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+            f"BlobEndpoint=http://127.0.0.2:{ports['blob_port']}/devstoreaccount1;"
+            f"QueueEndpoint=http://127.0.0.2:{ports['queue_port']}/devstoreaccount1;"
+            f"TableEndpoint=http://127.0.0.2:{ports['table_port']}/devstoreaccount1;")
+
+
+def test_a_host_started_while_storage_is_down_waits_for_it(tmp_path):
+    ports = dict(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
+    cfg = AzuriteConfig(**ports, in_memory=True, host="0.0.0.0")
+    az = ManagedAzurite(cfg, tmp_path, binary=find_binary(REPO))
+    host = HostProcess(APP, remote_looking(ports), "LateStorage", "--worker-id", "late")
+    try:
+        wait_until(lambda: "is unavailable; waiting for it" in host.log() or host.proc.poll() is not None, 20,
+                   "the host to say it waits")
+        assert host.proc.poll() is None
+        az.start()
+        host.wait_ready(30)
+        r = host.request("POST", f"{API}/orchestrators/chaining")
+        assert r.status == 202
+        assert host.wait_status(r.json()["statusQueryGetUri"], 30)["runtimeStatus"] == "Completed"
+        log = host.log()
+        assert log.count("is unavailable; waiting for it") == 1 and "Traceback" not in log, log[-3000:]
+    finally:
+        host.stop()
+        az.stop()
+
+
+def test_a_host_whose_storage_never_answers_stops_in_one_line(tmp_path):
+    conn = remote_looking(dict(blob_port=free_port(), queue_port=free_port(), table_port=free_port()))
+    host = HostProcess(APP, conn, "NoStorage", "--worker-id", "none", "--timeout", "3")
+    try:
+        assert host.proc.wait(30) == 1
+        log = host.log()
+        errors = [line for line in log.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "did not start within 3 seconds" in errors[0] and "storage at" in errors[0], log
+        assert "Traceback" not in log, log
+    finally:
+        host.stop()

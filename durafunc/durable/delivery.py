@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 
 @dataclass(eq=False)
@@ -29,6 +30,13 @@ class Item:
     visibility: float = 30.0      # seconds the message is hidden for at each renewal
     visible_at: float = 0.0       # time.monotonic() at which the queue shows it again (0: not hidden by us)
     failures: int = 0             # episodes that failed on it here (not counting deferrals)
+    made: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def inserted_on(self) -> datetime:
+        """When it entered its queue (for an in-memory result: when it was made): a batch is taken in this
+        order, as DTFx orders it (a suspend and a resume sent one after the other apply in that order)."""
+        return getattr(self.raw, "inserted_on", None) or self.made
 
     @property
     def event(self) -> dict:

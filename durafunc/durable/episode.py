@@ -112,7 +112,10 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
     started = state.status is not None and bool(state.history)
     terminal = state.status in TERMINAL_STATUSES
     starting = False          # an ExecutionStarted in this batch opens a new execution
-    resuming = False
+    new_exec = None
+    suspended = state.status == Status.Suspended      # as of the messages accepted so far
+    last_resume = max((e.get("Timestamp") or "" for e in state.history
+                       if e.get("EventType") == ET.ExecutionResumed), default="")
 
     def accept(i: int, e: dict) -> None:
         t.accepted.append(e)
@@ -123,11 +126,11 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
         et = e.get("EventType")
         target_exec = (msg.get("OrchestrationInstance") or {}).get("ExecutionId")
         if et == ET.ExecutionStarted:
-            new_exec = (e.get("OrchestrationInstance") or {}).get("ExecutionId")
+            execution = (e.get("OrchestrationInstance") or {}).get("ExecutionId")
             fresh = not started or ((terminal or state.status == Status.ContinuedAsNew)
-                                    and new_exec != state.execution_id)
+                                    and execution != state.execution_id)
             if fresh and not starting:
-                starting = True
+                starting, new_exec = True, execution
                 accept(i, e)
             else:
                 t.dropped.append((i, "duplicate ExecutionStarted"))
@@ -135,6 +138,8 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
         if starting:
             if _completion_id(e) is None:
                 accept(i, e)
+            elif target_exec and new_exec and target_exec == new_exec:
+                t.deferred.append(i)  # for the execution starting now: its task is scheduled by this episode
             else:
                 t.dropped.append((i, "completion for a previous execution"))
             continue
@@ -159,8 +164,23 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
         if target_exec and target_exec != state.execution_id:
             t.dropped.append((i, "message for another execution"))
             continue
-        if state.status == Status.Suspended and not resuming \
-                and et not in (ET.ExecutionResumed, ET.ExecutionTerminated):
+        if et == ET.ExecutionSuspended:
+            if (e.get("Timestamp") or "") <= last_resume:
+                t.dropped.append((i, "a resume sent after this suspend was processed already"))
+            elif suspended:
+                t.dropped.append((i, "instance is suspended already"))
+            else:
+                suspended = True
+                accept(i, e)
+            continue
+        if et == ET.ExecutionResumed:
+            # recorded even when not suspended (as DTFx appends it): a suspend sent before it that shows up
+            # later is then recognized as stale
+            suspended = False
+            last_resume = max(last_resume, e.get("Timestamp") or "")
+            accept(i, e)
+            continue
+        if suspended and et != ET.ExecutionTerminated:
             t.deferred.append(i)
             continue
         cid = _completion_id(e)
@@ -175,11 +195,6 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
                 t.dropped.append((i, f"task {cid} is a {ET(scheduled[cid]).name}, not answered by {ET(et).name}"))
                 continue
             completed.add(cid)
-        if et == ET.ExecutionResumed:
-            if state.status != Status.Suspended:
-                t.dropped.append((i, "instance is not suspended"))
-                continue
-            resuming = True
         accept(i, e)
     return t
 
@@ -197,13 +212,11 @@ class Decision:
 
 
 def needs_orchestrator(state: InstanceState, accepted: list[dict]) -> bool:
-    """Does this episode call user code? Not for terminate, suspend alone or a resume with nothing else."""
+    """Does this episode call user code? Not for a terminate, nor for suspends and resumes alone."""
     kinds = {e.get("EventType") for e in accepted}
     if ET.ExecutionTerminated in kinds:
         return False
-    if kinds and kinds <= {ET.ExecutionSuspended}:
-        return False
-    return bool(kinds - {ET.ExecutionSuspended})
+    return bool(kinds - {ET.ExecutionSuspended, ET.ExecutionResumed})
 
 
 def begin(state: InstanceState, accepted: list[dict], now: datetime) -> tuple[list[dict], bool]:
@@ -264,7 +277,10 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
         row.update(RuntimeStatus="Terminated", Output=reason, CompletedTime=now)
         return Decision(new_events, outbound, Status.Terminated, row, reset, execution_id, state.action_entries, log)
 
-    suspended_now = ET.ExecutionSuspended in kinds
+    last_switch = next((e.get("EventType") for e in reversed(episode_events)
+                        if e.get("EventType") in (ET.ExecutionSuspended, ET.ExecutionResumed)), None)
+    suspended_now = last_switch == ET.ExecutionSuspended or \
+        (last_switch is None and state.status == Status.Suspended)
     if output is None:   # suspend or resume only
         status = Status.Suspended if suspended_now else Status.Running
         reason = next((e.get("Reason") for e in episode_events

@@ -85,7 +85,8 @@ class OrchestrationEpisodes:
         e = self.engine
         state, cold = await self.load(instance_id, items)
         items = await self._gate_starts(state, items, row_read=cold)
-        items.sort(key=lambda i: i.event.get("EventType") != ET.ExecutionStarted)
+        items.sort(key=lambda i: (i.event.get("EventType") != ET.ExecutionStarted, i.inserted_on,
+                                  getattr(getattr(i.raw, "data", None), "sequence_number", 0)))
         if not items:
             return
         t = triage(state, [i.message for i in items])

@@ -146,7 +146,8 @@ class DurableApi:
             message = (f"The task hub '{self.hub_name}' was deleted while this host ran; restart the host to "
                        "create it again.")
         else:
-            message = f"The storage account of task hub '{self.hub_name}' is unavailable: {error}"
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            message = f"The storage account of task hub '{self.hub_name}' is unavailable ({first[:200]})."
         resp = error_response(503, message, "Microsoft.WindowsAzure.Storage.StorageException")
         resp.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
         return resp
