@@ -283,7 +283,7 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
         (last_switch is None and state.status == Status.Suspended)
     if output is None:   # suspend or resume only
         status = Status.Suspended if suspended_now else Status.Running
-        reason = next((e.get("Reason") for e in episode_events
+        reason = next((e.get("Reason") for e in reversed(episode_events)
                        if e.get("EventType") in (ET.ExecutionSuspended, ET.ExecutionResumed)), None)
         new_events.append(ev.orchestrator_completed(now))
         row.update(RuntimeStatus=status.name, Output=reason)
