@@ -35,7 +35,8 @@ from .worker import DurableFunctions
 
 log = logging.getLogger("durafunc.engine")
 ET = EventType
-BUFFER_LIMIT = 2000              # held messages above which control queues are not read (DTFx buffers 256/queue)
+BUFFER_LIMIT = 2000              # messages waiting in sessions above which control queues are not read (DTFx
+                                 # buffers up to 256 a queue)
 RENEW_CHECK = 1.0                # seconds between looks for held messages to renew
 
 
@@ -261,7 +262,7 @@ class Engine:
 
     async def _control_loop(self, queue) -> None:
         while self.running and queue.name in self.owned:
-            if len(self.held) > BUFFER_LIMIT:
+            if sum(len(s.pending) for s in self.sessions.values()) > BUFFER_LIMIT:
                 await asyncio.sleep(0.05)
                 continue
             items = await self.poll(queue, self.opt.control_batch_size, self.opt.control_visibility)
