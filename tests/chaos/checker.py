@@ -319,6 +319,10 @@ class _Check:
                          f"previous {prev.describe(t0)}; then {cur.describe(t0)}; {fate}, and no storage fault "
                          f"between {prev.start - t0:+.3f} and {cur.start - t0:+.3f}")
 
+    def _later(self, pid: int) -> str:
+        host = self.tl.host_by_pid(pid)
+        return "" if host is None or host.how is None else f" (that host: {host.how} at {host.ended - self.tl.t0:+.3f})"
+
     def _fate(self, host) -> str:
         if host.how is None:
             return "running throughout"
@@ -335,7 +339,8 @@ class _Check:
 
             def evidence(op_id: str) -> str:
                 seen = applied_by.get(op_id, [])
-                where = ", ".join(f"{o.worker} (pid {o.pid}) at {o.at - self.tl.t0:+.3f}" for o in seen) or "never"
+                where = ", ".join(f"{o.worker} (pid {o.pid}) at {o.at - self.tl.t0:+.3f}{self._later(o.pid)}"
+                                  for o in seen) or "never"
                 return f"state {json.dumps(state)[:160]}; the entity function applied it: {where}"
             for op_id in want.definite:
                 n = ops.get(op_id, 0)

@@ -76,3 +76,9 @@ class Rig:
 
     def failure(self, report: Report, title: str) -> str:
         return f"{report.format(title)}\n{self.pool.log_tails()}"
+
+    def require(self, report: Report, title: str) -> None:
+        """Fail the test with the report and the hosts' last log lines unless the check passed."""
+        if not report.ok:
+            import pytest
+            pytest.fail(self.failure(report, title), pytrace=False)

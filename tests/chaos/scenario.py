@@ -37,12 +37,12 @@ class Outcome:
 def describe_timeline(tl: Timeline, t0: float) -> str:
     lines = []
     for h in tl.hosts:
-        end = f"{h.how} at +{h.ended - t0:.1f}" if h.ended else "running"
-        lines.append(f"  host {h.name} port {h.port}: up at +{h.started - t0:.1f}, {end}")
+        end = f"{h.how} at {h.ended - t0:+.1f}" if h.ended else "running"
+        lines.append(f"  host {h.name} port {h.port}: up at {h.started - t0:+.1f}, {end}")
     for f in tl.faults:
-        lines.append(f"  fault {f.kind} {'/'.join(f.services)} +{f.start - t0:.1f}..+{f.end - t0:.1f}")
+        lines.append(f"  fault {f.describe(t0)}")
     for r in tl.rewinds:
-        lines.append(f"  rewind {r.instance_id} at +{r.at - t0:.1f}")
+        lines.append(f"  rewind {r.instance_id} at {r.at - t0:+.1f}")
     lines += [f"  note: {n}" for n in tl.notes]
     return "\n".join(lines)
 
@@ -113,6 +113,7 @@ class Scenario:
             await self.ops.raise_event(op.target, "Go", op.data["value"], op.channel)
         elif op.kind == "rewind-watch":
             if await self.wait_status(op.target, {"Failed"}, deadline):
+                await asyncio.sleep(op.data.get("delay", 0.0))      # rewind it later, in the chaos
                 (self.markers / op.target).touch()
                 await self.ops.rewind(op.target, op.channel)
         else:
@@ -192,11 +193,11 @@ class Scenario:
                     await self.pool.start(self.new_worker())
                 await asyncio.gather(*starts)
                 after = [asyncio.ensure_future(self.operate(o, settle_end)) for o in plan.ops if o.at is None]
+                # every operation is done (each is bounded) before finals count: a Failed instance that is
+                # still to be rewound is final only for a moment
+                await asyncio.gather(*during, *after)
                 await self.wait_final(settle_end)
-                await self.wait_entities(max(settle_end, time.monotonic() + 10))
-                for t in during + after:
-                    t.cancel()
-                await asyncio.gather(*during, *after, return_exceptions=True)
+                await self.wait_entities(time.monotonic() + 30)
             snapshot = await read_snapshot(hub)
             report = check(snapshot, plan.expected, sidelog.read(self.side_log), self.tl)
             return Outcome(plan, report, self.tl, self.text(report))

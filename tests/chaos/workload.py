@@ -75,9 +75,10 @@ def _triangle(n: int) -> int:
 
 def build(seed: int, *, duration: float = 12.0, extra: int = 6) -> Plan:
     """Every kind once plus `extra` random ones; 3-5 host disruptions and 1-3 proxy faults."""
-    rng = random.Random(seed)
+    # separate streams, so that a change to one part of the plan leaves the others as they were
+    rng, chaos_rng = random.Random(f"{seed}/workload"), random.Random(f"{seed}/chaos")
     prefix = f"s{seed}"
-    plan = Plan(seed, prefix, duration, rng.choices((1, 2, 3), (1, 2, 2))[0])
+    plan = Plan(seed, prefix, duration, 1)
     exp = plan.expected
     keys = [f"{prefix}-k{n}" for n in range(rng.randint(1, 2))]
     kinds = list(KINDS) + [rng.choice(KINDS[:7]) for _ in range(extra)]
@@ -132,13 +133,16 @@ def build(seed: int, *, duration: float = 12.0, extra: int = 6) -> Plan:
                                {"hold": round(rng.uniform(0.5, 2.0), 1), "value": f"go-{iid}"}))
         else:   # flaky: fails on its first try; the scenario creates its marker and rewinds it
             inp, want = {"sleep": 0.1}, Expect("Completed", 11, kind)
-            plan.ops.append(Op("rewind-watch", iid, at, rng.choice(CHANNELS)))
+            plan.ops.append(Op("rewind-watch", iid, at, rng.choice(CHANNELS),
+                               {"delay": round(rng.uniform(0, duration / 2), 1)}))
         plan.starts.append(Start(iid, kind, inp, at, channel))
         exp.instances[iid] = want
     for n in range(rng.randint(2, 5)):
         plan.ops.append(Op("signal", rng.choice(keys), round(rng.uniform(0, duration), 2), rng.choice(CHANNELS),
                            {"id": f"{prefix}-cs{n}", "amount": rng.randint(1, 9)}))
 
+    rng = chaos_rng
+    plan.initial_hosts = rng.choices((1, 2, 3), (1, 2, 2))[0]
     for _ in range(rng.randint(3, 5)):
         kind = rng.choices(("SIGKILL", "SIGTERM", "join"), (5, 2, 3))[0]
         restart = round(rng.uniform(0.5, 3.0), 1) if kind != "join" and rng.random() < 0.6 else None
