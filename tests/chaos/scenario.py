@@ -165,7 +165,7 @@ class Scenario:
         self.proxy = FaultProxy(self.conn, self.tl).start()
         self.pool = HostPool(self.proxy.connection_string, self.hub_name, self.tl, side_log=self.side_log,
                              markers=self.markers)
-        report = None
+        tasks: list[asyncio.Future] = []
         try:
             async with ClientOps(self.pool, self.client, self.tl, plan.expected, self.rt) as self.ops:
                 await asyncio.gather(*(self.pool.start(self.new_worker()) for _ in range(plan.initial_hosts)))
@@ -185,6 +185,7 @@ class Scenario:
                 during = [asyncio.ensure_future(at(o.at, self.operate(o, settle_end)))
                           for o in plan.ops if o.at is not None]
                 chaos = [asyncio.ensure_future(at(c.at, self.disrupt(c))) for c in plan.chaos]
+                tasks += starts + during + chaos
                 await asyncio.sleep(max(0.0, start + plan.duration - loop.time()))
                 self.proxy.heal()
                 await asyncio.gather(*chaos)          # pending restarts and graceful stops finish
@@ -193,6 +194,7 @@ class Scenario:
                     await self.pool.start(self.new_worker())
                 await asyncio.gather(*starts)
                 after = [asyncio.ensure_future(self.operate(o, settle_end)) for o in plan.ops if o.at is None]
+                tasks += after
                 # every operation is done (each is bounded) before finals count: a Failed instance that is
                 # still to be rewound is final only for a moment
                 await asyncio.gather(*during, *after)
@@ -202,6 +204,9 @@ class Scenario:
             report = check(snapshot, plan.expected, sidelog.read(self.side_log), self.tl)
             return Outcome(plan, report, self.tl, self.text(report))
         finally:
+            for t in tasks:       # only after a failure of the harness itself are some still running
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.pool.stop_all()
             self.proxy.stop()
             await hub.delete()

@@ -44,11 +44,14 @@ class InstanceRecord:
 class Snapshot:
     instances: dict[str, InstanceRecord] = field(default_factory=dict)   # orchestrations (ids not starting '@')
     entities: dict[str, object] = field(default_factory=dict)             # '@name@key' -> parsed state (or None)
+    entity_history: dict[str, InstanceRecord] = field(default_factory=dict)   # entities' rows/history, if any
 
     def record(self, instance_id: str) -> InstanceRecord:
-        rec = self.instances.get(instance_id)
+        """The record of an id; an entity's ('@...') lives apart: the orchestration rules are not for it."""
+        where = self.entity_history if instance_id.startswith("@") else self.instances
+        rec = where.get(instance_id)
         if rec is None:
-            rec = self.instances[instance_id] = InstanceRecord(instance_id)
+            rec = where[instance_id] = InstanceRecord(instance_id)
         return rec
 
 
@@ -86,6 +89,5 @@ async def read_snapshot(hub: TaskHub) -> Snapshot:
             row = await hub.instances.get(row.instance_id) or row
         if row.instance_id.startswith("@"):
             snap.entities[row.instance_id] = entity_state(row)
-        else:
-            snap.record(row.instance_id).row = row
+        snap.record(row.instance_id).row = row
     return snap
