@@ -8,7 +8,7 @@ from chaos import sidelog
 from chaos.checker import check, explain_rerun, implied_status
 from chaos.expect import ANY, EntityExpect, Expect, Expectations
 from chaos.sidelog import Run, SideLog
-from chaos.snapshot import InstanceRecord, Snapshot
+from chaos.snapshot import InstanceRecord, Poisoned, Snapshot
 from chaos.timeline import ClientAnswer, FaultWindow, HostSpan, Rewind, Timeline
 from durafunc.storage.instances import InstanceRow
 from durafunc.storage.schema import EventType as ET, OrchestrationStatus as S
@@ -350,3 +350,12 @@ def test_side_log_merges_begin_and_end_and_tolerates_a_torn_line():
     assert (runs["r3"].start, runs["r3"].ok, runs["r3"].worker) == (3.0, False, "h2")
     assert [(o.entity_key, o.op_id) for o in log.entity_ops] == [("k", "o1")]
     assert log.workers() == {"h1", "h2"}
+
+
+def test_a_poisoned_message_is_an_event_given_up_on():
+    snap = Snapshot(poisoned=[Poisoned("hub-control-01-poison", "i", ev(ET.TaskCompleted, TaskScheduledId=1), "{}"),
+                              Poisoned("hub-workitems-poison", None, None, "garbage")])
+    report = check(snap, Expectations(), SideLog(), Timeline())
+    assert [(v.rule, v.instance_id) for v in report.violations] == [("poison", "i"), ("poison", None)]
+    assert "TaskCompleted TaskScheduledId=1" in report.violations[0].event
+    assert "hub-control-01-poison" in report.violations[0].evidence and report.figures["poisoned"] == 2

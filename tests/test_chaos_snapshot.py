@@ -48,7 +48,14 @@ def test_read_snapshot_keeps_every_execution_and_restores_large_results(connecti
             await instances.upsert_entity({"PartitionKey": "@counter@k", "RowKey": "", "Name": "counter",
                                            "RuntimeStatus": "Running", "Input": json.dumps(
                                                {"exists": True, "state": json.dumps({"value": 3, "ops": {"a": 1}})})})
+            poison = hub.account.queue_service.get_queue_client(hub.names.control_queues[1] + "-poison")
+            await poison.create_queue()
+            await poison.send_message(json.dumps({"TaskMessage": {"Event": {"EventType": 5, "TaskScheduledId": 2},
+                                                                  "OrchestrationInstance": {"InstanceId": "loop"}}}))
             snap = await read_snapshot(hub)
+            assert [(p.queue, p.instance_id, p.event["TaskScheduledId"]) for p in snap.poisoned] == [
+                (hub.names.control_queues[1] + "-poison", "loop", 2)]
+            snap.poisoned = []
             rec = snap.instances["loop"]
             assert rec.current_execution == "e2" and rec.rows == list(range(7))
             assert [e["ExecutionId"] for e in rec.events] == ["e2"] * 5 + ["e1"] * 2

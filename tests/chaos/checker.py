@@ -19,6 +19,7 @@ Rules (the `rule` of a Violation):
   unexplained-rerun an activity call ran again although neither the host of its previous run was killed/stopped
                     nor a storage fault was injected between the two starts (nor a rewind after a failed run)
   entity            an entity operation applied zero times (sent for sure) or more than once; a wrong total
+  poison            a message of the hub sits in a `-poison` queue: an event given up on
   host-died         a host exited although the scenario did not stop it
   client-answer     the Durable HTTP API answered a 5xx other than 503 with a JSON body, or a start answered 5xx
                     although it created the instance
@@ -191,6 +192,7 @@ class _Check:
             self.executions(rec)
         self.reruns()
         self.entities()
+        self.poison()
         self.hosts()
         self.answers()
         self.fig["violations"] = len(self.out)
@@ -361,6 +363,12 @@ class _Check:
             if (state is not None or want.definite) and value != total:
                 self.add("entity", eid, f"value {value}, the applied operations sum to {total}",
                          f"state {json.dumps(state)[:160]}")
+
+    def poison(self) -> None:
+        self.fig["poisoned"] = len(self.snap.poisoned)
+        for p in self.snap.poisoned:
+            what = describe_event(p.event) if p.event else "a message that is not a TaskMessage"
+            self.add("poison", p.instance_id, what, f"in {p.queue}: {p.text[:200]!r}")
 
     def hosts(self) -> None:
         for h in self.tl.hosts:

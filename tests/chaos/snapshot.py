@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from durafunc.durable.entities import EntityState
 from durafunc.storage.instances import InstanceRow, row_from_entity
+from durafunc.storage.messages import decode_message
 from durafunc.storage.names import SENTINEL_ROW_KEY, unescape_key
+from durafunc.storage.queues import POISON_SUFFIX
 from durafunc.storage.rows import blob_columns, plain, row_to_event
 from durafunc.storage.taskhub import TaskHub
 
@@ -41,10 +43,20 @@ class InstanceRecord:
 
 
 @dataclass
+class Poisoned:
+    """A message found in a `-poison` queue: an event the hub gave up on."""
+    queue: str
+    instance_id: str | None
+    event: dict | None        # the TaskMessage's event (None when the text is not a message at all)
+    text: str
+
+
+@dataclass
 class Snapshot:
     instances: dict[str, InstanceRecord] = field(default_factory=dict)   # orchestrations (ids not starting '@')
     entities: dict[str, object] = field(default_factory=dict)             # '@name@key' -> parsed state (or None)
     entity_history: dict[str, InstanceRecord] = field(default_factory=dict)   # entities' rows/history, if any
+    poisoned: list[Poisoned] = field(default_factory=list)
 
     def record(self, instance_id: str) -> InstanceRecord:
         """The record of an id; an entity's ('@...') lives apart: the orchestration rules are not for it."""
@@ -83,6 +95,7 @@ async def read_snapshot(hub: TaskHub) -> Snapshot:
         event[EXECUTION] = plain(row.get("ExecutionId"))
         rec.events.append(event)
         rec.rows.append(int(row["RowKey"], 16))
+    snap.poisoned = await read_poison_queues(hub)
     for entity in [e async for e in hub.instances.client.list_entities()]:
         row = row_from_entity(entity)
         if any(hub.large_messages.is_blob_url(v) for v in (row.input, row.output)) or blob_columns(entity):
@@ -91,3 +104,21 @@ async def read_snapshot(hub: TaskHub) -> Snapshot:
             snap.entities[row.instance_id] = entity_state(row)
         snap.record(row.instance_id).row = row
     return snap
+
+
+async def read_poison_queues(hub: TaskHub, limit: int = 32) -> list[Poisoned]:
+    """Peek (without taking them) at most `limit` messages of each of the hub's `-poison` queues."""
+    service = hub.account.queue_service
+    names = [q.name async for q in service.list_queues(name_starts_with=hub.names.hub.lower() + "-")
+             if q.name.endswith(POISON_SUFFIX)]
+    out = []
+    for name in sorted(names):
+        for m in await service.get_queue_client(name).peek_messages(max_messages=limit):
+            text = m.content if isinstance(m.content, str) else bytes(m.content).decode("utf-8", "replace")
+            try:
+                data = decode_message(text)
+                out.append(Poisoned(name, data.instance_id if data.task_message else None,
+                                    data.event if data.task_message else None, text))
+            except ValueError:
+                out.append(Poisoned(name, None, None, text))
+    return out
