@@ -29,11 +29,11 @@ def totals(request):
     """Figures summed over the module's scenarios, printed at its end."""
     acc: collections.Counter = collections.Counter()
     yield acc
-    if acc:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        line = "chaos totals: " + " ".join(f"{k}={v}" for k, v in acc.items())
-        if reporter is not None:
-            reporter.write_line("\n" + line)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if acc and reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():     # on the terminal, whether the last test passed or not
+            reporter.write_line("\nchaos totals: " + " ".join(f"{k}={v}" for k, v in acc.items()))
 
 
 def scenario(seed: int, connection_string: str, tmp_path, totals) -> None:
