@@ -312,10 +312,12 @@ def test_a_missing_entity_loses_its_operations():
 
 def test_a_host_that_exits_by_itself_is_reported():
     tl = hosts(HostSpan("w1", 1, 1, 0.0, how="died", ended=5.0, exited=5.0, exit_code=1, log_tail="Traceback"),
-               HostSpan("w2", 2, 2, 0.0, how="SIGKILL", ended=5.0), HostSpan("w3", 3, 3, 0.0, how="failed-start"))
+               HostSpan("w2", 2, 2, 0.0, how="SIGKILL", ended=5.0), HostSpan("w3", 3, 3, 0.0, how="failed-start"),
+               HostSpan("w4", 4, 4, 0.0, how="failed-start", exit_code=1, traceback=True, log_tail="ServerBusy"))
     report = check(Snapshot(), Expectations(), SideLog(), tl)
-    assert rules(report) == ["host-died"] and "Traceback" in report.violations[0].evidence
-    assert report.figures["kills"] == 1 and report.figures["hosts"] == 3
+    assert rules(report) == ["host-died", "host-start"] and "Traceback" in report.of("host-died")[0].evidence
+    assert "w4 (pid 4)" in report.of("host-start")[0].event      # a failed start with one clear line is fine
+    assert report.figures["kills"] == 1 and report.figures["hosts"] == 4
 
 
 def test_client_answers_of_the_durable_api():

@@ -21,6 +21,7 @@ Rules (the `rule` of a Violation):
   entity            an entity operation applied zero times (sent for sure) or more than once; a wrong total
   poison            a message of the hub sits in a `-poison` queue: an event given up on
   host-died         a host exited although the scenario did not stop it
+  host-start        a host that could not start (storage down) printed a traceback instead of one clear line
   client-answer     the Durable HTTP API answered a 5xx other than 503 with a JSON body, or a start answered 5xx
                     although it created the instance
   unexpected-instance  an instance the scenario never started (nor expected as a child)
@@ -160,7 +161,7 @@ def _row_text(rec: InstanceRecord) -> str:
     r = rec.row
     if r is None:
         return "no row"
-    status = r.runtime_status.name if r.runtime_status is not None else "unparsable"
+    status = r.runtime_status.name if r.runtime_status is not None else "without a (valid) RuntimeStatus"
     return f"row {status} (execution {str(r.execution_id)[:8]}, worker {r.worker}, output {str(r.output)[:80]!r})"
 
 
@@ -372,6 +373,9 @@ class _Check:
 
     def hosts(self) -> None:
         for h in self.tl.hosts:
+            if h.how == "failed-start" and h.traceback:
+                self.add("host-start", None, f"host {h.name} could not start (exit {h.exit_code})",
+                         f"and printed a traceback; last log lines:\n{h.log_tail}")
             if h.how == "died":
                 self.add("host-died", None, f"host {h.name} exited with {h.exit_code}",
                          f"the scenario did not stop it; last log lines:\n{h.log_tail}")

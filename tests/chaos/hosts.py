@@ -67,6 +67,7 @@ class HostPool:
                 proc.stop(signal.SIGKILL)
             span.how, span.ended, span.exited = "failed-start", time.time(), time.time()
             span.exit_code, span.log_tail = proc.proc.returncode, host.tail()
+            span.traceback = "Traceback (most recent call last)" in proc.log()
             self.tl.note(f"host {span.name} could not start: {str(e).splitlines()[0]}")
             return None
         host.ready = True

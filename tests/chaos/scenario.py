@@ -106,10 +106,12 @@ class Scenario:
             await self.ops.signal(op.target, op.data["id"], op.data["amount"], op.channel)
         elif op.kind == "suspend-resume":
             await self.ops.suspend(op.target, op.channel)
-            await self.wait_status(op.target, {"Suspended"}, min(deadline, time.monotonic() + 30))
-            await asyncio.sleep(op.data["hold"])
-            await self.ops.resume(op.target, op.channel)
-            await self.wait_status(op.target, {"Running", "Completed"}, min(deadline, time.monotonic() + 30))
+            # resume only once the suspend took effect: sent earlier, it could be handled first and dropped
+            # ('not suspended'), and the late suspend would then hold the instance for good
+            if await self.wait_status(op.target, {"Suspended"}, deadline):
+                await asyncio.sleep(op.data["hold"])
+                await self.ops.resume(op.target, op.channel)
+                await self.wait_status(op.target, {"Running", "Completed"}, min(deadline, time.monotonic() + 30))
             await self.ops.raise_event(op.target, "Go", op.data["value"], op.channel)
         elif op.kind == "rewind-watch":
             if await self.wait_status(op.target, {"Failed"}, deadline):
@@ -127,7 +129,7 @@ class Scenario:
             if row is not None and row.runtime_status is not None and row.runtime_status.name in statuses:
                 return True
             await asyncio.sleep(0.25)
-        status = "no row" if row is None else row.runtime_status.name if row.runtime_status else "unparsable"
+        status = "no row" if row is None else row.runtime_status.name if row.runtime_status else "no RuntimeStatus"
         self.tl.note(f"{iid} did not reach {'/'.join(sorted(statuses))} within {time.monotonic() - began:.0f} s "
                      f"(its row says {status} at +{time.time() - self.t0:.1f})")
         return False

@@ -21,6 +21,7 @@ class HostSpan:
     exited: float | None = None
     exit_code: int | None = None
     log_tail: str = ""
+    traceback: bool = False      # its log holds a Python traceback (a failed start must be one clear line)
 
     @property
     def name(self) -> str:
