@@ -79,9 +79,19 @@ class ClientOps:
         errors: list[ClientAnswer] = []      # 5xx answers of the Durable HTTP API so far
         tried = [False]
 
+        async def created() -> bool:
+            """Did an earlier attempt create it after all? (its row may come a moment after its answer)"""
+            end = time.monotonic() + 3.0
+            while True:
+                if await self.client.get(iid) is not None:
+                    return True
+                if time.monotonic() >= end:
+                    return False
+                await asyncio.sleep(0.2)
+
         async def attempt() -> bool:
-            if tried[0] and await self.client.get(iid) is not None:
-                for a in errors:            # an earlier attempt created it after all
+            if tried[0] and await created():
+                for a in errors:
                     a.created_behind_error = True
                 return True
             tried[0] = True
