@@ -52,7 +52,7 @@ class ClientOps:
         try:
             async with self.session.request(method, host.proc.base + path, **kw) as r:
                 text = await r.text(errors="replace")
-                a = ClientAnswer(channel, op, target, r.status, r.headers.get("Content-Type", ""), text[:300],
+                a = ClientAnswer(channel, op, target, r.status, r.headers.get("Content-Type", ""), text[:20000],
                                  time.time())
         except _AMBIGUOUS as e:
             return None, e
