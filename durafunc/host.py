@@ -326,7 +326,23 @@ class Host:
 
     # -- triggers (functions/triggers listens; this runs the function with its client binding) ------------
     async def _run_triggered(self, name: str, event) -> None:
-        await self.invoker.run_triggered(name, event, self.client_json(self.app.functions.get(name)))
+        """Run a function a listener fired, logged as Core Tools logs it: `Executing` with the trigger's reason,
+        its `Trigger Details`, `Executed` (a failure with the user's traceback); raises when it failed (the
+        listener retries or poisons)."""
+        from .functions.logcontext import InvocationLog
+        run = InvocationLog(name, event.reason).started()
+        if event.details:
+            run.details(event.details)
+        try:
+            await self.invoker.run_triggered(name, event, self.client_json(self.app.functions.get(name)),
+                                             invocation_id=run.id)
+        except asyncio.CancelledError:      # cut off by a shutdown after its grace period
+            run.failed(None, details=False, level=logging.WARNING)
+            raise
+        except Exception as e:  # noqa: BLE001 - user code
+            run.failed(e)
+            raise
+        run.succeeded()
 
     def _warn_not_emulated(self) -> None:
         from .functions.emulated import start_warnings

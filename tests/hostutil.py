@@ -35,15 +35,29 @@ class Response:
 
 class HostProcess:
     def __init__(self, app_dir: Path, connection_string: str, hub_name: str, *args: str,
-                 env: dict | None = None, port: int | None = None, reload: bool = False):
+                 env: dict | None = None, port: int | None = None, reload: bool = False, pipe: bool = False):
+        """`pipe`: the host writes into a pipe (as `durafunc start | tee` does), which the test copies to the log."""
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"durafunc-host-{self.port}.log"
         full_env = {**os.environ, "AzureWebJobsStorage": connection_string, **(env or {})}
+        log_file = open(self.log_path, "wb" if pipe else "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "durafunc", "start", "--port", str(self.port),
              *([] if reload else ["--no-reload"]), "--task-hub-name", hub_name, *args],
-            cwd=app_dir, env=full_env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+            cwd=app_dir, env=full_env, stdout=subprocess.PIPE if pipe else log_file, stderr=subprocess.STDOUT)
+        self._copier = None
+        if pipe:
+            import threading
+            self._copier = threading.Thread(target=self._copy, args=(self.proc.stdout, log_file), daemon=True)
+            self._copier.start()
+
+    @staticmethod
+    def _copy(source, target) -> None:
+        with source, target:
+            for line in iter(source.readline, b""):
+                target.write(line)
+                target.flush()
 
     def wait_ready(self, timeout: float = 30.0) -> "HostProcess":
         deadline = time.monotonic() + timeout
@@ -93,6 +107,8 @@ class HostProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._copier is not None:
+            self._copier.join(5)            # the pipe's last lines are in the log
         return self.proc.returncode
 
 

@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
-from bindingutil import Storage, wait_log
+from bindingutil import Storage
 from hostutil import HERE, HostProcess
+from runlog import finished, wait_runs
 
 APP = HERE / "hostapps" / "bindingsv1"
 
@@ -29,7 +30,8 @@ def test_blob_triggered_starter_fans_out_and_an_activity_writes_the_report(v1):
     s.put("start", "poem.txt", "the quick brown fox\njumps over\nthe lazy dog")
     report = json.loads(s.wait_blob("reports", "poem.txt.json", timeout=30))
     assert report == {"name": "poem.txt", "lines": 3, "words": 9, "counts": [4, 2, 3]}
-    wait_log(host, r"Executed 'Functions\.BlobStarter' \(Succeeded, blob '%s-start/poem\.txt'" % s.prefix)
+    reason = f"New blob detected(LogsAndContainerScan): {s.prefix}-start/poem.txt"
+    wait_runs(host, lambda runs: finished(runs, "Succeeded", reason_ends=reason), "BlobStarter")
     assert "Started orchestration with ID = '" in host.log()
 
 

@@ -10,8 +10,9 @@ import uuid
 import pytest
 from azure.data.tables import TableServiceClient
 
-from bindingutil import Storage, wait_log
+from bindingutil import Storage
 from hostutil import HERE, HostProcess
+from runlog import finished, logged_runs, wait_runs
 
 APP = HERE / "hostapps" / "bindingsv2"
 
@@ -43,7 +44,8 @@ def test_blob_trigger_gives_an_input_stream_and_writes_the_return_value(v2):
     assert seen == {"type": "InputStream", "name": f"{s.prefix}-in/hello.txt", "length": 11,
                     "uri": seen["uri"], "content": "hello world", "metadata": {"owner": "ann"}}
     assert seen["uri"].endswith(f"/devstoreaccount1/{s.prefix}-in/hello.txt")
-    wait_log(host, r"Executed 'Functions\.on_upload' \(Succeeded, blob '%s-in/hello\.txt'" % s.prefix)
+    reason = f"New blob detected(LogsAndContainerScan): {s.prefix}-in/hello.txt"
+    wait_runs(host, lambda runs: finished(runs, "Succeeded", reason_ends=reason), "on_upload")
     etag = s.etag("in", "hello.txt")
     receipt = f'blobreceipts/{s.host_id}/Host.Functions.on_upload/{etag}/{s.prefix}-in/hello.txt'
     assert s.exists("azure-webjobs-hosts", receipt, full=True)
@@ -74,11 +76,11 @@ def test_a_changed_blob_runs_again_an_unchanged_one_does_not(v2):
     assert s.wait_blob("out", "text-again") == "str:ONE"
     s.put("text", "again", "two")
     assert s.wait_blob("out", "text-again", until=lambda t: t == "str:TWO") == "str:TWO"
-    wait_log(host, r"Executed 'Functions\.on_text' \(Succeeded, blob '%s-text/again'" % s.prefix, 2)
+    again = f": {s.prefix}-text/again"
+    wait_runs(host, lambda runs: len(finished(runs, "Succeeded", reason_ends=again)) >= 2, "on_text")
     s.put("text", "later", "x")                      # a later blob is processed: the scans went on
     assert s.wait_blob("out", "text-later") == "str:X"
-    assert len(re.findall(r"Executed 'Functions\.on_text' \(Succeeded, blob '%s-text/again'" % s.prefix,
-                          host.log())) == 2
+    assert len([r for r in logged_runs(host.log(), "on_text") if r.reason.endswith(again)]) == 2
 
 
 def test_a_failing_blob_function_goes_to_the_poison_queue(v2):
@@ -88,10 +90,12 @@ def test_a_failing_blob_function_goes_to_the_poison_queue(v2):
     msg = s.wait_poison(f"{s.prefix}-bad")
     assert msg == {"Type": "BlobTrigger", "FunctionId": "Host.Functions.always_fails", "BlobType": "BlockBlob",
                    "ContainerName": f"{s.prefix}-bad", "BlobName": "doomed.txt", "ETag": etag}
-    failures = wait_log(host, r"Executed 'Functions\.always_fails' \(Failed, blob '%s-bad/doomed\.txt', message "
-                              r"[^,]+, dequeue count (\d)" % s.prefix, 2)
-    assert failures == ["1", "2"]                                       # host.json maxDequeueCount: 2
-    assert f"ValueError: cannot handle {s.prefix}-bad/doomed.txt" in host.log()
+    doomed = f": {s.prefix}-bad/doomed.txt"
+    runs = wait_runs(host, lambda runs: len(finished(runs, reason_ends=doomed)) >= 2, "always_fails")
+    failures = finished(runs, reason_ends=doomed)
+    assert [(r.outcome, r.details["DequeueCount"]) for r in failures] == [("Failed", "1"), ("Failed", "2")]
+    assert len({r.details["MessageId"] for r in failures}) == 1         # one message, host.json maxDequeueCount: 2
+    assert f"Exception: ValueError: cannot handle {s.prefix}-bad/doomed.txt" in failures[-1].failure
     assert "Moving message to queue 'webjobs-blobtrigger-poison'" in host.log()
 
 

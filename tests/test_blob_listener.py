@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -119,6 +121,9 @@ async def test_fires_once_per_etag_with_the_sdk_receipt_and_what_the_worker_gets
         assert event.data.type == "bytes"                                  # no dataType: bytes, as on Azure
         assert event.binding_data["name"] == "docs/readme"
         assert event.binding_data["Properties"]["ContentLength"] == 5
+        assert event.reason == f"New blob detected(LogsAndContainerScan): {container}/docs/readme.txt"
+        assert re.fullmatch(r"MessageId: [0-9a-f-]{36}, DequeueCount: 1, InsertedOn: \S+\+00:00, "
+                            r"BlobCreated: \S+\+00:00, BlobLastModified: \S+\+00:00", event.details), event.details
         receipt = service.get_blob_client(
             "azure-webjobs-hosts", f"blobreceipts/{hid}/Host.Functions.on_text/{etag}/{container}/docs/readme.txt")
         props = await receipt.get_blob_properties()
@@ -209,6 +214,39 @@ async def test_failures_go_to_the_poison_queue_after_max_dequeue_count(connectio
     assert msg == {"Type": "BlobTrigger", "FunctionId": "Host.Functions.bad", "BlobType": "BlockBlob",
                    "ContainerName": container, "BlobName": "doomed.txt", "ETag": etag}
     assert base64.b64decode(text).decode().startswith('{\n  "Type": "BlobTrigger",\n  "FunctionId"')   # indented
+
+
+async def test_a_message_that_is_not_a_blob_trigger_message_is_a_warning_then_poison(connection_string, storage,
+                                                                                      caplog):
+    _, container = storage
+    hid = "h" + uuid.uuid4().hex[:12]
+    caplog.set_level(logging.WARNING, logger="durafunc.blobs")
+    poison = QueueClient.from_connection_string(connection_string, "webjobs-blobtrigger-poison")
+    try:
+        await poison.create_queue()
+    except ResourceExistsError:
+        pass
+    marker = f"not a message {uuid.uuid4().hex}"
+    async with Host(connection_string, hid, [blob_function("any", f"{container}/{{name}}")],
+                    max_dequeue_count=2) as host:
+        queue = QueueClient.from_connection_string(connection_string, f"azure-webjobs-blobtrigger-{hid}")
+        sent = await queue.send_message(base64.b64encode(marker.encode()).decode())
+        await queue.close()
+        found = []
+
+        async def poisoned():
+            async for m in poison.receive_messages(visibility_timeout=1):
+                if base64.b64decode(m.content).decode() == marker:
+                    found.append(m)
+                    await poison.delete_message(m)
+            return found
+
+        await until_async(poisoned, bool)
+        assert host.ran == []
+    await poison.close()
+    warnings = [r.getMessage() for r in caplog.records if sent.id in r.getMessage()]
+    assert warnings == [f"Blob trigger message {sent.id} on queue 'azure-webjobs-blobtrigger-{hid}' failed: "
+                        "ValueError: Invalid blob trigger message."] * 2          # each attempt, one line
 
 
 async def test_trigger_errors_are_one_line_and_the_others_listen(connection_string):

@@ -14,6 +14,7 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from hostutil import HERE, HostProcess
+from runlog import finished, wait_runs
 
 V2 = HERE / "hostapps" / "queuev2"
 V1 = HERE / "hostapps" / "queuev1"
@@ -105,7 +106,8 @@ def test_queue_triggered_starter_runs_an_orchestration(v2):
     assert status["output"] == ["Hello Tokyo!", "Hello Lima!"]
     assert sorted(q.wait("greeted", 2)) == ["Lima", "Tokyo"]        # the activity's queue output
     assert q.texts("start") == []                                     # deleted after success
-    assert re.search(r"Executed 'Functions\.queue_start' \(Succeeded, queue '%s-start'" % q.prefix, host.log())
+    reason = f"New queue message detected on '{q.prefix}-start'."
+    wait_runs(host, lambda runs: finished(runs, "Succeeded", reason_ends=reason), "queue_start")
 
 
 def test_queue_message_fields(v2):
@@ -134,10 +136,10 @@ def test_failing_function_poisons_after_five_attempts_and_the_queue_goes_on(v2):
     assert q.wait("picky-done") == ["good-one"]
     poison = q.wait("picky-poison")
     assert poison == ["bad-one"] and q.texts("picky-poison") == [base64.b64encode(b"bad-one").decode()]
-    failures = wait_log(host, r"Executed 'Functions\.picky' \(Failed, queue '[^']+', message %s, dequeue count "
-                              r"(\d)" % bad, 5)
-    assert failures == ["1", "2", "3", "4", "5"]
-    assert "ValueError: cannot handle bad-one (attempt 5)" in host.log()
+    runs = wait_runs(host, lambda runs: len(finished(runs, MessageId=bad)) >= 5, "picky")
+    failures = finished(runs, MessageId=bad)
+    assert [(r.outcome, r.details["DequeueCount"]) for r in failures] == [("Failed", str(n)) for n in range(1, 6)]
+    assert "Exception: ValueError: cannot handle bad-one (attempt 5)" in failures[-1].failure
     assert 'raise ValueError(f"cannot handle {body}' in host.log()            # the user's traceback
     assert "Moving message to queue '%s-picky-poison'" % q.prefix in host.log()
     time.sleep(0.5)
@@ -216,10 +218,10 @@ def test_v1_max_dequeue_count_from_host_json(v1):
     host, q = v1
     bad = q.put("fails", "doomed")
     assert q.wait("fails-poison") == ["doomed"]
-    failures = wait_log(host, r"Executed 'Functions\.Fails' \(Failed, queue '[^']+', message %s, dequeue count "
-                              r"(\d)" % bad, 2)
-    assert failures == ["1", "2"]
-    assert "RuntimeError: always fails (doomed, attempt 2)" in host.log()
+    runs = wait_runs(host, lambda runs: len(finished(runs, MessageId=bad)) >= 2, "Fails")
+    failures = finished(runs, MessageId=bad)
+    assert [(r.outcome, r.details["DequeueCount"]) for r in failures] == [("Failed", "1"), ("Failed", "2")]
+    assert "Exception: RuntimeError: always fails (doomed, attempt 2)" in failures[-1].failure
     assert "Message has reached MaxDequeueCount of 2. Moving message to queue '%s-fails-poison'." % q.prefix \
         in host.log()
 
@@ -248,7 +250,8 @@ def test_reload_restarts_listeners_and_shutdown_finishes_running_invocations(con
         wait_log(host, r"Reloaded \d+ functions")
         q.put("text", "after")
         assert q.wait("text-out", 2) == ["str:before", "reloaded:after"]
-        assert len(re.findall(r"Executed 'Functions\.as_text' \(Succeeded", host.log())) == 2   # no double run
+        wait_runs(host, lambda runs: len(finished(runs, "Succeeded")) >= 2, "as_text")
+        assert len(wait_runs(host, lambda runs: True, "as_text")) == 2                    # no double run
         q.put("slow", "finish me")
         wait_log(host, "slow started")
         t0 = time.monotonic()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hostutil import HostProcess
+from runlog import finished, wait_runs
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -120,7 +121,9 @@ def test_queue_starter(connection_string):
         assert r.status == 202 and r.json() == {"queued": "42"}
         s = host.wait_status("/runtime/webhooks/durabletask/instances/order-42", timeout=30)
         assert s["runtimeStatus"] == "Completed" and s["output"] == {"order": "42", "reserved": "2 x book"}, s
-        assert "Executed 'Functions.start_order' (Succeeded" in host.log()
+        reason = "New queue message detected on 'orders'."
+        runs = finished(wait_runs(host, lambda runs: finished(runs, "Succeeded"), "start_order"), "Succeeded")
+        assert [(r.reason, r.details["DequeueCount"]) for r in runs] == [(reason, "1")], runs
     finally:
         host.stop()
 
@@ -142,6 +145,7 @@ def test_blob_fan_out(connection_string):
         report = json.loads(service.get_blob_client("reports", f"{name}.json").download_blob().readall())
         assert (report["name"], report["longest"]) == (name, 1)
         assert [r["upper"] for r in report["results"]] == ["THE QUICK BROWN FOX", "JUMPS OVER", "THE LAZY DOG"]
-        assert "Executed 'Functions.start_from_upload' (Succeeded, blob 'uploads/%s'" % name in host.log()
+        reason = f"New blob detected(LogsAndContainerScan): uploads/{name}"
+        wait_runs(host, lambda runs: finished(runs, "Succeeded", reason_ends=reason), "start_from_upload")
     finally:
         host.stop()

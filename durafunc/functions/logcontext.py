@@ -52,6 +52,11 @@ class InvocationLog:
         log.log(self.level, "Executing 'Functions.%s' (Reason='%s', Id=%s)", self.function, self.reason, self.id)
         return self
 
+    def details(self, text: str) -> None:
+        """Core Tools' `Trigger Details: ...` line under the Executing line of a triggered run (a queue message's
+        `MessageId: ..., DequeueCount: N, InsertedOn: ...`)."""
+        log.log(self.level, "Trigger Details: %s", text)
+
     def succeeded(self) -> None:
         log.log(self.level, "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", self.function, self.id,
                 self.duration_ms)

@@ -7,7 +7,9 @@
    means: this ETag is handled for this function, by every host with this host id, now and after restarts.
 2. The shared queue is read by a QueueListener (every host reads it; batches, retries, visibility as for queue
    triggers): a message whose blob still has its ETag runs the function with the blob's content; after
-   `maxDequeueCount` failed attempts the message goes to `webjobs-blobtrigger-poison`.
+   `maxDequeueCount` failed attempts the message goes to `webjobs-blobtrigger-poison`. The host logs each run
+   with the extension's reason (`New blob detected(LogsAndContainerScan): container/name`) and trigger details
+   (the message's id, dequeue count and insertion time, the blob's creation and last-modified times).
 
 `source: EventGrid` is accepted and polled the same way (there is no Event Grid offline).
 """
@@ -30,8 +32,8 @@ from ..expressions import BlobPattern, blob_pattern, expand_settings
 from ..model import Binding, FunctionInfo
 from ..queues import decode_body, encode_body, send_text
 from .backoff import Backoff
-from .base import ListenerError, Run, TriggerEvent
-from .queue import RECEIVE_VISIBILITY, QueueListener
+from .base import ListenerError, Run, TriggerEvent, details_time
+from .queue import RECEIVE_VISIBILITY, QueueListener, message_details
 from .receipts import (HOSTS_CONTAINER, POISON_QUEUE, Receipts, before, function_id, parse_trigger_message,
                        receipt_name, scan_info_name, trigger_message, trigger_queue)
 
@@ -74,58 +76,60 @@ def registration(fn: FunctionInfo, clients: StorageClients, env) -> Registration
     return Registration(fn.name, function_id(fn.name), pattern, conn, b, source)
 
 
-def blob_event(reg: Registration, container: str, name: str, uri: str, content: bytes, props: Any) -> TriggerEvent:
-    """What the host sends for one triggering blob."""
+def blob_event(reg: Registration, container: str, name: str, uri: str, content: bytes, props: Any,
+               message: dict[str, meta.Datum] | None = None) -> TriggerEvent:
+    """What the host sends for one triggering blob; `message`: the trigger metadata of its BlobTriggerMessage
+    (for the trigger details)."""
     path_data = reg.pattern.match(container, name) or {}
     properties = blobs.properties_json(props)
     metadata = dict(getattr(props, "metadata", None) or {})
+    details = (f"{message_details(message)}, " if message else "") + \
+        (f"BlobCreated: {details_time(getattr(props, 'creation_time', None))}, "
+         f"BlobLastModified: {details_time(getattr(props, 'last_modified', None))}")
     return TriggerEvent(blobs.content_datum(content, reg.binding),
                         blobs.trigger_metadata(container, name, uri, properties, metadata, path_data),
                         blobs.binding_data(container, name, uri, properties, metadata, path_data),
-                        decode=blobs.trigger_value)
+                        decode=blobs.trigger_value, reason=f"New blob detected({reg.source}): {container}/{name}",
+                        details=details)
 
 
 class BlobQueueListener(QueueListener):
-    """The shared blob trigger queue: runs the function a BlobTriggerMessage names, logs it under that function,
-    and poisons into the `webjobs-blobtrigger-poison` queue of the blob's account."""
+    """The shared blob trigger queue: runs the function a BlobTriggerMessage names (the host logs the run under
+    that function) and poisons into the `webjobs-blobtrigger-poison` queue of the blob's account."""
 
     def __init__(self, owner: "BlobTriggerListener", queue: str, client, poison_client, options: QueuesOptions,
                  visibility: float):
         super().__init__(SHARED_LISTENER, None, queue, client, poison_client, options, self._handle,
                          visibility=visibility, poison_name=POISON_QUEUE)
         self.owner = owner
-        self._about: dict[str, tuple[str, str]] = {}
 
     async def _handle(self, _name: str, data: meta.Datum, metadata: dict) -> None:
         message_id = metadata["Id"].value
-        msg = parse_trigger_message(data.value)
-        reg = self.owner.registrations.get(msg["FunctionId"])
-        if reg is None:
-            log.debug("Blob trigger message %s is for '%s', which this host does not run; ignored.", message_id,
-                      msg["FunctionId"])
-            return
-        container, name = msg["ContainerName"], msg["BlobName"]
-        self._about[message_id] = (reg.function, f"blob '{container}/{name}'")
-        service = self.owner.clients.account(reg.conn).blobs
-        found = await blobs.read(service, container, name)
+        try:
+            msg = parse_trigger_message(data.value)
+            reg = self.owner.registrations.get(msg["FunctionId"])
+            if reg is None:
+                log.debug("Blob trigger message %s is for '%s', which this host does not run; ignored.", message_id,
+                          msg["FunctionId"])
+                return
+            container, name = msg["ContainerName"], msg["BlobName"]
+            service = self.owner.clients.account(reg.conn).blobs
+            found = await blobs.read(service, container, name)
+        except Exception as e:  # noqa: BLE001 - no function ran: say why the message fails (it is retried)
+            log.warning("Blob trigger message %s on queue '%s' failed: %s: %s", message_id, self.queue,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            raise
         if found is None:
-            self._about[message_id] = ("", "")
             log.debug("Blob '%s/%s' no longer exists; message %s ignored.", container, name, message_id)
             return
         content, props = found
         if blobs.quoted_etag(props.etag) != msg.get("ETag"):
-            self._about[message_id] = ("", "")        # a newer version of the blob has its own message
+            # a newer version of the blob has its own message
             log.debug("Blob '%s/%s' changed since message %s; the newer version is triggered on its own.",
                       container, name, message_id)
             return
         uri = service.get_blob_client(container, name).url
-        await self.owner.run(reg.function, blob_event(reg, container, name, uri, content, props))
-
-    def describe(self, m, count: int, ms: float) -> tuple[str, str]:
-        function, where = self._about.pop(m.id, (self.function, f"queue '{self.queue}'"))
-        if not function:
-            return "", ""
-        return function, f"{where}, message {m.id}, dequeue count {count}, {ms:.0f} ms"
+        await self.owner.run(reg.function, blob_event(reg, container, name, uri, content, props, metadata))
 
     def poison_target(self, text: str):
         try:

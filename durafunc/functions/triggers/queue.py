@@ -2,16 +2,18 @@
 
 `QueueListener` is also the engine of the blob trigger's shared queue (`azure-webjobs-blobtrigger-<host id>`):
 the message handling (batches, visibility renewal, retries, poison queue) is the same there, only the function
-call and the log lines differ (`describe`)."""
+call differs. Each run is logged by the host (`Executing 'Functions.f' (Reason='New queue message detected on 'q'.',
+Id=...)`, `Trigger Details: MessageId: ..., DequeueCount: N, InsertedOn: ...`, `Executed ...`); the listener logs
+what happens to the message (a poison move, a message that does not decode, storage trouble)."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import json
 import math
-import time
-import traceback
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -25,7 +27,7 @@ from ..model import Binding, FunctionInfo
 from ..queues import (POISON_SUFFIX, MessageDecodeError, decode_body, resolve_queue_name, send_text, trigger_data,
                       trigger_metadata, trigger_value)
 from .backoff import Backoff
-from .base import ListenerError, Run, TriggerEvent
+from .base import ListenerError, Run, TriggerEvent, details_time
 
 log = logging.getLogger("durafunc.queues")
 
@@ -96,10 +98,6 @@ class QueueListener:
                 await asyncio.gather(*pending, return_exceptions=True)
 
     # -- what a subclass may change --------------------------------------------------------------------------
-    def describe(self, m, count: int, ms: float) -> tuple[str, str]:
-        """(function name, where) for the `Executed` line of one message."""
-        return self.function, f"queue '{self.queue}', message {m.id}, dequeue count {count}, {ms:.0f} ms"
-
     def poison_target(self, text: str):
         """The queue client a message that failed too often is copied to."""
         return self.poison_client
@@ -183,7 +181,6 @@ class QueueListener:
             return
         data = trigger_data(body, self.binding)
         renew = asyncio.get_running_loop().create_task(self._keep_hidden(lease))
-        t0 = time.monotonic()
         error: BaseException | None = None
         try:
             await self.invoke(self.function, data, trigger_metadata(m, data))
@@ -192,22 +189,14 @@ class QueueListener:
             with suppress(Exception):
                 await asyncio.wait_for(self._release(lease, 0), 2)
             raise
-        except Exception as e:  # noqa: BLE001 - user code (or its output bindings) failed
+        except Exception as e:  # noqa: BLE001 - user code (or its output bindings) failed: the host logged it
             error = e
         await self._finish(lease, renew)
-        function, where = self.describe(m, count, (time.monotonic() - t0) * 1000)
         if error is None:
             self.stats["succeeded"] += 1
-            if function:
-                log.info("Executed 'Functions.%s' (Succeeded, %s)", function, where)
             await self._storage("delete", self.client.delete_message(lease.id, lease.pop_receipt))
             return
         self.stats["failed"] += 1
-        type_name = getattr(error, "type_name", None) or type(error).__name__
-        message = getattr(error, "message", None) or str(error)
-        trace = getattr(error, "traceback_text", None) or "".join(traceback.format_exception(error))
-        log.error("Executed 'Functions.%s' (Failed, %s): %s: %s\n%s", function or self.function, where,
-                  type_name, message, trace.rstrip("\n"))
         if count >= self.opt.max_dequeue_count:
             await self._poison(lease, text)
         else:
@@ -261,12 +250,22 @@ class QueueListener:
 
 # -- queue-triggered functions ----------------------------------------------------------------------------------
 
-def queue_event(data: meta.Datum, metadata: dict[str, meta.Datum]) -> TriggerEvent:
-    """The event of one message: its trigger metadata, and as binding data the metadata values and the
-    properties of a JSON payload (`{queueTrigger}`, `{id}`, `{DequeueCount}`, `{orderId}`)."""
+def message_details(metadata: dict[str, meta.Datum]) -> str:
+    """The Queues extension's trigger details of a message: `MessageId: <id>, DequeueCount: N, InsertedOn: <time>`
+    (from its trigger metadata)."""
+    inserted = metadata.get("InsertionTime")
+    when = datetime.fromisoformat(json.loads(inserted.value)) if inserted is not None else None
+    count = metadata["DequeueCount"].value if "DequeueCount" in metadata else 0
+    return f"MessageId: {metadata['Id'].value}, DequeueCount: {count}, InsertedOn: {details_time(when)}"
+
+
+def queue_event(data: meta.Datum, metadata: dict[str, meta.Datum], queue: str = "") -> TriggerEvent:
+    """The event of one message of `queue`: its trigger metadata, and as binding data the metadata values and
+    the properties of a JSON payload (`{queueTrigger}`, `{id}`, `{DequeueCount}`, `{orderId}`)."""
     binding_data: dict[str, Any] = json_properties(data.value)
     binding_data.update({k: v.python_value for k, v in metadata.items()})
-    return TriggerEvent(data, metadata, binding_data, decode=trigger_value)
+    return TriggerEvent(data, metadata, binding_data, decode=trigger_value,
+                        reason=f"New queue message detected on '{queue}'.", details=message_details(metadata))
 
 
 class QueueTriggers:
@@ -298,7 +297,7 @@ class QueueTriggers:
             raise ListenerError(f"function '{fn.name}': {e} (the function does not listen)") from None
 
         async def invoke(name: str, data: meta.Datum, metadata: dict) -> None:
-            await run(name, queue_event(data, metadata))
+            await run(name, queue_event(data, metadata, queue))
 
         return QueueListener(fn.name, b, queue, self.clients.queue(conn, queue),
                              self.clients.queue(conn, queue + POISON_SUFFIX), self.opt, invoke,

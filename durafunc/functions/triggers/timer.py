@@ -1,8 +1,9 @@
 """Timer triggers: one TimerListener per function, as the Timers extension runs them. The schedule (NCRONTAB or
 a TimeSpan) is evaluated in the machine's local time zone, as Core Tools does; at start the listener logs the
 next 5 occurrences (`The next 5 occurrences of the 'f' schedule (Cron: '0 */5 * * * *') will be:`), then fires
-on schedule (and once at start with `runOnStartup`). An invocation that fails is logged and the schedule goes
-on."""
+on schedule (and once at start with `runOnStartup`), each run with the Timers extension's reason
+(`Timer fired at 2026-12-01T20:10:00.0012340+00:00`) and trigger details (`ScheduleStatus: {...}`). An invocation
+that fails is logged by the host and the schedule goes on."""
 from __future__ import annotations
 
 import asyncio
@@ -61,10 +62,15 @@ def next_occurrences(schedule: Schedule, now: datetime, count: int = OCCURRENCES
     return out
 
 
-def _with_offset(local: datetime) -> str:
-    aware = local.astimezone()
+def _local(moment: datetime) -> tuple[datetime, str]:
+    aware = moment.astimezone()          # a naive moment is local time
     offset = aware.strftime("%z")
-    return f"{aware.strftime(DATE_FORMAT)}{offset[:3]}:{offset[3:]}"
+    return aware, f"{offset[:3]}:{offset[3:]}"
+
+
+def _with_offset(local: datetime) -> str:
+    aware, offset = _local(local)
+    return f"{aware.strftime(DATE_FORMAT)}{offset}"
 
 
 def occurrences_message(function: str, schedule: Schedule, now: datetime, *, is_utc: bool | None = None,
@@ -80,20 +86,37 @@ def occurrences_message(function: str, schedule: Schedule, now: datetime, *, is_
     return "\n".join(lines)
 
 
+def round_trip_time(moment: datetime) -> str:
+    """.NET's round-trip format ("o") of a local time, as the Timers extension's reason prints it:
+    `2026-12-01T20:10:00.0123450+01:00`."""
+    aware, offset = _local(moment)
+    return f"{aware.strftime('%Y-%m-%dT%H:%M:%S')}.{aware.microsecond:06d}0{offset}"
+
+
+def status_time(moment: datetime) -> str:
+    """A local time as the host's JSON of ScheduleStatus holds it: `2026-12-01T20:10:00.012345+01:00`, without
+    trailing zeros of the fraction (`2026-12-01T20:15:00+01:00`)."""
+    aware, offset = _local(moment)
+    fraction = f"{aware.microsecond:06d}".rstrip("0")
+    return aware.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + offset
+
+
 def timer_value(data: meta.Datum, metadata: dict, pytype: Any) -> Any:
     if pytype in (str, bytes):
         return data.value
     return TimerRequestConverter.decode(data, trigger_metadata=metadata)
 
 
-def timer_event(last: datetime | None, next_: datetime, past_due: bool = False) -> TriggerEvent:
-    """The TimerInfo the host sends (Schedule, ScheduleStatus, IsPastDue)."""
-    now = local_now().isoformat()
-    info = {"Schedule": {"AdjustForDST": True},
-            "ScheduleStatus": {"Last": last.isoformat() if last else NEVER, "Next": next_.isoformat(),
-                               "LastUpdated": now},
-            "IsPastDue": past_due}
-    return TriggerEvent(meta.Datum(json.dumps(info), "json"), {}, {}, decode=timer_value)
+def timer_event(last: datetime | None, next_: datetime, past_due: bool = False, *,
+                fired: datetime | None = None) -> TriggerEvent:
+    """The TimerInfo the host sends (Schedule, ScheduleStatus, IsPastDue), with the reason and trigger details
+    of its run (`fired`: the local time it fired at)."""
+    now = local_now()
+    status = {"Last": status_time(last) if last else NEVER, "Next": status_time(next_), "LastUpdated": status_time(now)}
+    info = {"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status, "IsPastDue": past_due}
+    return TriggerEvent(meta.Datum(json.dumps(info), "json"), {}, {}, decode=timer_value,
+                        reason=f"Timer fired at {round_trip_time(fired or now)}",
+                        details=f"ScheduleStatus: {json.dumps(status, separators=(',', ':'))}")
 
 
 class TimerListener:
@@ -135,16 +158,13 @@ class TimerListener:
 
     async def _invoke(self) -> None:
         now = self.clock()
-        t0 = time.monotonic()
-        event = timer_event(self._last, self.schedule.next_after(now))
+        event = timer_event(self._last, self.schedule.next_after(now), fired=now)
         self._last = now
         self.fired += 1
         try:
             await self.run(self.function, event)
-        except Exception as e:  # noqa: BLE001 - user code; the schedule goes on
-            log.error("Executed 'Functions.%s' (Failed): %s\n%s", self.function, e, getattr(e, "traceback_text", ""))
-            return
-        log.info("Executed 'Functions.%s' (timer, %d ms)", self.function, (time.monotonic() - t0) * 1000)
+        except Exception as e:  # noqa: BLE001 - user code, logged by the host's Executed line; the schedule goes on
+            log.debug("timer function '%s' failed (%s); its schedule goes on", self.function, type(e).__name__)
 
 
 class TimerTriggers:
