@@ -68,7 +68,7 @@ class HostProcess:
                 raise RuntimeError(f"host exited with {self.proc.returncode}; see {self.log.name}")
             try:
                 async with session.get(f"{self.base}/admin/host/status") as r:
-                    if r.status == 200:
+                    if r.status == 200 and (await r.json()).get("state") == "Running":
                         return time.monotonic() - t0
             except aiohttp.ClientError:
                 pass

@@ -3,29 +3,14 @@ WebJobs SDK does, and the Azure SDK's async blob, queue and table clients of eac
 per account, shared by the three services)."""
 from __future__ import annotations
 
-import logging
-from contextlib import suppress
 from typing import Any, Mapping
 
-import aiohttp
-from azure.core.pipeline.transport import AioHttpTransport
-from azure.data.tables.aio import TableServiceClient
-from azure.storage.blob.aio import BlobServiceClient
-from azure.storage.blob.aio import LinearRetry as BlobRetry
-from azure.storage.queue._shared.policies_async import LinearRetry as QueueRetry  # not re-exported by queue.aio
-from azure.storage.queue.aio import QueueServiceClient
-
 from ..settings import _ci_get, expand_connection_string
+from ..storage.account import StorageAccount
 from .errors import BindingError
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 CONNECTION_PREFIX = "AzureWebJobs"
-# a local emulator: give up within about a second instead of the SDKs' 15 s+ exponential back-off
-_RETRIES = 3
-_CONNECT_TIMEOUT = 5
-
-for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.storage", "azure.data.tables"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class MissingConnection(BindingError):
@@ -46,59 +31,25 @@ def resolve_connection(connection: Any, env: Mapping[str, str]) -> tuple[str, st
                            "it is a defined App Setting.")
 
 
-class Account:
-    """The three aio service clients of one connection string, created on first use (inside a running loop)."""
-
-    def __init__(self, connection_string: str):
-        self.connection_string = connection_string
-        self._session: aiohttp.ClientSession | None = None
-        self._blobs: BlobServiceClient | None = None
-        self._queues: QueueServiceClient | None = None
-        self._tables: TableServiceClient | None = None
-
-    def _transport(self) -> AioHttpTransport:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
-                                                  cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
-        return AioHttpTransport(session=self._session, session_owner=False, connection_timeout=_CONNECT_TIMEOUT)
+class Account(StorageAccount):
+    """The three aio service clients of one connection string (storage.account.StorageAccount: one aiohttp
+    session for the three services, the SDKs' retries kept short), under the names the bindings use."""
 
     @property
-    def blobs(self) -> BlobServiceClient:
-        if self._blobs is None:
-            self._blobs = BlobServiceClient.from_connection_string(
-                self.connection_string, transport=self._transport(),
-                retry_policy=BlobRetry(backoff=0.3, random_jitter_range=0.1, retry_total=_RETRIES))
-        return self._blobs
+    def blobs(self):
+        return self.blob_service
 
     @property
-    def queues(self) -> QueueServiceClient:
-        if self._queues is None:
-            self._queues = QueueServiceClient.from_connection_string(
-                self.connection_string, transport=self._transport(),
-                retry_policy=QueueRetry(backoff=0.3, random_jitter_range=0.1, retry_total=_RETRIES))
-        return self._queues
+    def queues(self):
+        return self.queue_service
 
     @property
-    def tables(self) -> TableServiceClient:
-        if self._tables is None:
-            self._tables = TableServiceClient.from_connection_string(
-                self.connection_string, transport=self._transport(), retry_total=_RETRIES,
-                retry_backoff_factor=0.2, retry_backoff_max=2)
-        return self._tables
+    def tables(self):
+        return self.table_service
 
     @property
     def account_name(self) -> str:
-        return self.blobs.account_name
-
-    async def close(self) -> None:
-        for client in (self._blobs, self._queues, self._tables):
-            if client is not None:
-                with suppress(Exception):
-                    await client.close()
-        self._blobs = self._queues = self._tables = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        return self.blob_service.account_name
 
 
 class StorageClients:
