@@ -215,71 +215,23 @@ class InstanceFilter:
                               name=self.name)
 
     def odata(self) -> str:
-        """The Instances-table $filter: the conditions of InstancesTable.query, and `Name` starting with `name`."""
-        from .storage.names import escape_key
-        from .storage.rows import odata_literal
-        conds = []
-        if self.created_from is not None:
-            conds.append(f"CreatedTime ge {odata_literal(self.created_from)}")
-        if self.created_to is not None:
-            conds.append(f"CreatedTime le {odata_literal(self.created_to)}")
-        if self.statuses:
-            names = sorted({s.name for s in self.statuses})
-            conds.append("(" + " or ".join(f"RuntimeStatus eq {odata_literal(n)}" for n in names) + ")")
-        if self.prefix:
-            key = escape_key(self.prefix)
-            conds.append(f"PartitionKey ge {odata_literal(key)} and PartitionKey lt {odata_literal(_after(key))}")
-        if self.name:
-            conds.append(f"Name ge {odata_literal(self.name)} and Name lt {odata_literal(_after(self.name))}")
-        if not (self.prefix or "").startswith("@"):
-            conds.append("(PartitionKey lt '@' or PartitionKey ge 'A')")    # entities are listed on their own
-        return " and ".join(conds)
-
-
-def _after(s: str) -> str:
-    """The smallest string greater than every string starting with `s`."""
-    return s[:-1] + chr(ord(s[-1]) + 1)
+        """The Instances-table $filter of these conditions (as `InstancesTable.query` builds it)."""
+        from .storage.instances import InstancesTable
+        return InstancesTable.filter_text(created_from=self.created_from, created_to=self.created_to,
+                                          statuses=self.statuses, prefix=self.prefix, name_prefix=self.name)
 
 
 async def query_instances(hub, flt: InstanceFilter, *, top: int, continuation: str | None = None):
     """(rows, continuation token) of one page of instances in id order; the token is the Instances-table
-    continuation (the same form as the HTTP API's `x-ms-continuation-token` and `get-instances`). Without a name
-    filter it is `InstancesTable.query` itself; a missing table (a hub never used) is an empty page."""
+    continuation (the same form as the HTTP API's `x-ms-continuation-token` and `get-instances`); a missing
+    table (a hub never used) is an empty page."""
     from azure.core.exceptions import ResourceNotFoundError
-
-    from .storage.instances import decode_continuation, encode_continuation, row_from_entity
     try:
-        if flt.name is None:
-            return await hub.instances.query(created_from=flt.created_from, created_to=flt.created_to,
-                                             statuses=flt.statuses, prefix=flt.prefix, top=top,
-                                             continuation=continuation)
-        return await _query_pages(hub, flt.odata(), top, decode_continuation(continuation),
-                                  row_from_entity, encode_continuation)
+        return await hub.instances.query(created_from=flt.created_from, created_to=flt.created_to,
+                                         statuses=flt.statuses, prefix=flt.prefix, name_prefix=flt.name, top=top,
+                                         continuation=continuation)
     except ResourceNotFoundError:
         return [], None
-
-
-async def _query_pages(hub, odata: str, top: int, token, convert, encode):
-    from .storage.errors import StorageUnavailableError, is_unavailable
-    entities: list = []
-    try:
-        while len(entities) < top:
-            pages = hub.instances.client.query_entities(odata, results_per_page=top - len(entities)).by_page(
-                continuation_token=token)
-            try:
-                page = await pages.__anext__()
-            except StopAsyncIteration:
-                token = None
-                break
-            entities += [e async for e in page]
-            token = pages.continuation_token
-            if not token:
-                break
-    except Exception as e:
-        if is_unavailable(e):
-            raise StorageUnavailableError(f"storage unavailable: {type(e).__name__}: {e}") from e
-        raise
-    return [convert(e) for e in entities], encode(token)
 
 
 async def count_by_status(hub, flt: InstanceFilter, *, limit: int = 100_000) -> tuple[dict[str, int], bool]:

@@ -164,14 +164,11 @@ class InstancesTable:
             return decode_message(text).event.get("Input")
         return text
 
-    @guard
-    async def query(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
+    @staticmethod
+    def filter_text(*, created_from: datetime | None = None, created_to: datetime | None = None,
                     statuses: list[OrchestrationStatus | str] | None = None, prefix: str | None = None,
-                    top: int | None = None, continuation: str | None = None,
-                    resolve_large: bool = False) -> tuple[list[InstanceRow], str | None]:
-        """Rows matching the filters in PartitionKey order, at most `top`, and a continuation token (or None).
-
-        Entity ids ('@...') are left out unless `prefix` starts with '@'."""
+                    name_prefix: str | None = None) -> str:
+        """The `$filter` of `query` (entity ids '@...' left out unless `prefix` starts with '@')."""
         conds = []
         if created_from is not None:
             conds.append(f"CreatedTime ge {odata_literal(created_from)}")
@@ -182,11 +179,23 @@ class InstancesTable:
             conds.append("(" + " or ".join(f"RuntimeStatus eq {odata_literal(n)}" for n in names) + ")")
         if prefix:
             key = escape_key(prefix)
-            upper = _next_string(key)
-            conds.append(f"PartitionKey ge {odata_literal(key)} and PartitionKey lt {odata_literal(upper)}")
+            conds.append(f"PartitionKey ge {odata_literal(key)} and PartitionKey lt {odata_literal(_next_string(key))}")
+        if name_prefix:
+            conds.append(f"Name ge {odata_literal(name_prefix)} and Name lt {odata_literal(_next_string(name_prefix))}")
         if not (prefix or "").startswith("@"):
             conds.append("(PartitionKey lt '@' or PartitionKey ge 'A')")
-        flt = " and ".join(conds)
+        return " and ".join(conds)
+
+    @guard
+    async def query(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
+                    statuses: list[OrchestrationStatus | str] | None = None, prefix: str | None = None,
+                    name_prefix: str | None = None, top: int | None = None, continuation: str | None = None,
+                    resolve_large: bool = False) -> tuple[list[InstanceRow], str | None]:
+        """Rows matching the filters in PartitionKey order, at most `top`, and a continuation token (or None).
+        `prefix`: of the instance id; `name_prefix`: of the orchestrator name. Entity ids ('@...') are left out
+        unless `prefix` starts with '@'."""
+        flt = self.filter_text(created_from=created_from, created_to=created_to, statuses=statuses, prefix=prefix,
+                               name_prefix=name_prefix)
         token = decode_continuation(continuation)
         entities: list[Any] = []
         while top is None or len(entities) < top:
