@@ -50,7 +50,9 @@ test-stress: install
 test-sdk-oldest: $(NODE_STAMP)
 	@test -x .venv-sdk12/bin/python || $(PYTHON) -m venv .venv-sdk12
 	@.venv-sdk12/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 'azure-functions-durable==1.2.10'
-	.venv-sdk12/bin/python -m pytest -q tests/test_durable_logic.py tests/test_engine.py tests/test_host_v1.py tests/test_host_v2.py tests/test_samples.py
+	.venv-sdk12/bin/python -m pytest -q tests/test_durable_logic.py tests/test_triage.py tests/test_reconcile.py \
+		tests/test_engine.py tests/test_engine_crash.py tests/test_host_v1.py tests/test_host_v2.py tests/test_auth.py \
+		tests/test_samples.py
 
 bench: install
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'

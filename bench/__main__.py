@@ -117,7 +117,12 @@ async def wait_all_completed(session, host, ids: set, timeout: float = 600.0) ->
         while True:
             headers = {"x-ms-continuation-token": token} if token else {}
             async with session.get(f"{base}?runtimeStatus={statuses}&top=1000", headers=headers) as r:
-                found |= {i["instanceId"] for i in await r.json()}
+                body = await r.json()
+                if r.status != 200:     # e.g. a 503 while storage is busy: ask again
+                    print(f"  (instances query answered {r.status}: {str(body)[:200]}; asking again)", flush=True)
+                    await asyncio.sleep(0.5)
+                    continue
+                found |= {i["instanceId"] for i in body}
                 token = r.headers.get("x-ms-continuation-token")
             if not token:
                 return found

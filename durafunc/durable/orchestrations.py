@@ -231,4 +231,6 @@ class OrchestrationEpisodes:
             changed = d.reset_history or rewrite or before != d.status
             await e.rows.write(iid, row, final=False, history_etag=state.etag, after=consumed if changed else [])
             if not changed and consumed:
-                e.spawn(e.delete_items(consumed))      # off the instance's path: the next episode need not wait
+                # awaited: the messages that arrive meanwhile make the next episode's batch (fewer, larger
+                # episodes; each replays the whole history through the SDK)
+                await e.delete_items(consumed)
