@@ -169,39 +169,31 @@ class DurableClient:
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
         """As the Durable extension: a finished instance is gone (410); only a Running, Pending or ContinuedAsNew
         one can be suspended, else InvalidOperationException (500) and the host's warning line."""
-        import logging
-        row = await self.require(instance_id)
-        status = await self._status(instance_id)
-        if status in TERMINAL_STATUSES:
-            raise Gone(f"Instance with ID {instance_id} is gone: it is {status.name}.")
-        if status not in (Status.Running, Status.Pending, Status.ContinuedAsNew):
-            logging.getLogger("durafunc.client").warning(
-                "Cannot suspend orchestration instance in the %s state. InstanceId: %s. Function: %s. HubName: %s.",
-                status.name, instance_id, row.name, self.hub.hub_name)
-            error = ClientError(f"Cannot suspend the orchestration instance {instance_id} because instance is in "
-                                f"the {status.name} state.", 500)
-            error.exc_type = "System.InvalidOperationException"
-            raise error
-        await self._send(instance_id, ev.task_message(ev.execution_suspended(utcnow(), reason), instance_id, None))
+        await self._switch(instance_id, "suspend", {Status.Running, Status.Pending, Status.ContinuedAsNew},
+                           ev.execution_suspended(utcnow(), reason))
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         """Only a Suspended instance can be resumed (else 410 when finished, 500 and the host's warning line
         otherwise, as the Durable extension). Its status output becomes the resume reason (the engine writes it),
         as a suspend's is the suspend reason."""
+        await self._switch(instance_id, "resume", {Status.Suspended}, ev.execution_resumed(utcnow(), reason))
+
+    async def _switch(self, instance_id: str, verb: str, allowed: set, event: dict) -> None:
+        """Suspend or resume: in an allowed state, send `event`; else the Durable extension's answer."""
         import logging
         row = await self.require(instance_id)
         status = await self._status(instance_id)
         if status in TERMINAL_STATUSES:
             raise Gone(f"Instance with ID {instance_id} is gone: it is {status.name}.")
-        if status != Status.Suspended:
+        if status not in allowed:
             logging.getLogger("durafunc.client").warning(
-                "Cannot resume orchestration instance in the %s state. InstanceId: %s. Function: %s. HubName: %s.",
-                status.name, instance_id, row.name, self.hub.hub_name)
-            error = ClientError(f"Cannot resume the orchestration instance {instance_id} because instance is in "
+                "Cannot %s orchestration instance in the %s state. InstanceId: %s. Function: %s. HubName: %s.",
+                verb, status.name, instance_id, row.name, self.hub.hub_name)
+            error = ClientError(f"Cannot {verb} the orchestration instance {instance_id} because instance is in "
                                 f"the {status.name} state.", 500)
             error.exc_type = "System.InvalidOperationException"
             raise error
-        await self._send(instance_id, ev.task_message(ev.execution_resumed(utcnow(), reason), instance_id, None))
+        await self._send(instance_id, ev.task_message(event, instance_id, None))
 
     async def rewind(self, instance_id: str, reason: str | None = None) -> None:
         """Only a Failed instance can be rewound: a Completed, Terminated or Canceled one is gone (410), a
