@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .runfolder import pid_alive, run_dir
 from .settings import SettingsError, parse_connection_string, read_json_file
 
 ACCOUNT = "devstoreaccount1"
@@ -157,23 +158,9 @@ def find_binary(app_root: Path | None = None) -> str | None:
 
 # -- processes and their records ------------------------------------------------------------------------
 
-def run_dir(app_root: Path) -> Path:
-    return app_root / ".durafunc" / "run"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_azurite_process(pid: int) -> bool:
     """Is `pid` a live (not zombie) process running Azurite? Guards against stopping a reused pid."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -201,7 +188,7 @@ def running_azurites(app_root: Path) -> list[dict]:
             path.unlink(missing_ok=True)
             continue
         owner = data.get("owner")
-        data["orphan"] = owner is not None and not _pid_alive(int(owner))
+        data["orphan"] = owner is not None and not pid_alive(int(owner))
         data["record"] = str(path)
         out.append(data)
     return out

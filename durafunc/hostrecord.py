@@ -7,13 +7,11 @@ import json
 import os
 from pathlib import Path
 
-
-def _folder(app_root: Path) -> Path:
-    return Path(app_root) / ".durafunc" / "run"
+from .runfolder import pid_alive, run_dir
 
 
 def write(app_root: Path, data: dict) -> Path:
-    folder = _folder(app_root)
+    folder = run_dir(app_root)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"host-{os.getpid()}.json"
     tmp = path.with_suffix(".tmp")
@@ -27,21 +25,11 @@ def remove(path: Path | None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_hosts(app_root: Path | None) -> list[dict]:
     """Records of the `durafunc start` processes of this app that still run (stale records are removed)."""
     if app_root is None:
         return []
-    folder = _folder(app_root)
+    folder = run_dir(app_root)
     out = []
     for path in sorted(folder.glob("host-*.json")) if folder.is_dir() else []:
         try:
@@ -49,7 +37,7 @@ def running_hosts(app_root: Path | None) -> list[dict]:
             pid = int(data["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue            # being written, or not ours to judge
-        if not _alive(pid):
+        if not pid_alive(pid):
             path.unlink(missing_ok=True)
             continue
         out.append(data)
