@@ -30,8 +30,10 @@ from durafunc.azurite import AzuriteConfig, ManagedAzurite, find_binary  # noqa:
 
 # Azure's published per-instance targets for the Azure Storage provider (ratio column)
 AZURE_TARGETS = {"sequential": 5.0, "fan-out/fan-in": 100.0, "external events": 50.0}
-GOALS = {"sequential": 50.0, "fan-out/fan-in": 1000.0, "starts": 300.0, "external events": 500.0,
-         "start-up": 1.0}
+# issue 15's goals: ratios against DBOS in the same run, and two absolute ones
+GOALS_VS_DBOS = {"sequential": 0.5, "fan-out/fan-in": 20.0, "starts": 3.0, "external events": 5.0}
+GOALS = {"start-up": ("<=", 1.0), "waiting RSS": ("<=", 300.0)}
+LOW_RUN_GOAL = 0.5      # no run of a workload below half its median
 
 
 def free_port() -> int:
@@ -40,14 +42,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_rss_mb(pid: int) -> float:
+def proc_mb(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM (peak RSS since the last reset_peak) or VmRSS (now) of a process, in MB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
+
+
+def reset_peak(pid: int) -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 class HostProcess:
@@ -136,38 +147,63 @@ async def wait_all_completed(session, host, ids: set, timeout: float = 600.0) ->
     assert not missing, f"{len(missing)} instances did not complete"
 
 
-async def run_durafunc(conn: str, quick: bool, repeat: int = 3) -> tuple[dict, dict]:
-    """Each throughput workload `repeat` times on one host: (medians, every run's figures)."""
-    n_seq, n_fan, n_starts, n_events, n_lat = (50, 200, 100, 100, 10) if quick else (200, 1000, 500, 500, 40)
+SIZES = {   # workload -> (full, quick)
+    "sequential": (200, 50), "fan-out/fan-in": (1000, 200), "starts": (500, 100), "external events": (500, 100),
+    "hello cities": (1000, 100), "fan-out 10k": (10000, 1000), "waiting": (1000, 100), "latency": (40, 10),
+}
+
+
+def size(name: str, quick: bool) -> int:
+    return SIZES[name][1 if quick else 0]
+
+
+async def run_durafunc(conn: str, quick: bool, repeat: int = 3) -> tuple[dict, dict, dict]:
+    """Each throughput workload `repeat` times on one host: (medians, every run's figures, peak RSS per workload)."""
     runs: dict[str, list[float]] = {}
-    results = {}
+    results: dict[str, float] = {}
+    rss: dict[str, float] = {}
+    waiting_rss: list[float] = []
     port = free_port()
     host = HostProcess(conn, port)
     conn_limit = aiohttp.TCPConnector(limit=64)
 
-    async def sequential():
-        t = time.monotonic()
-        await wait_done(session, host, await start(session, host, "sequential", n_seq))
-        return n_seq / (time.monotonic() - t)
-
-    async def fan_out():
-        t = time.monotonic()
-        await wait_done(session, host, await start(session, host, "fanout", n_fan))
-        return n_fan / (time.monotonic() - t)
-
-    async def starts():
-        t = time.monotonic()
-        sem = asyncio.Semaphore(50)
+    async def start_many(name: str, n: int, value=None, at_once: int = 50) -> set:
+        sem = asyncio.Semaphore(at_once)
 
         async def one():
             async with sem:
-                return await start(session, host, "single", None)
-        ids = set(await asyncio.gather(*(one() for _ in range(n_starts))))
-        await wait_all_completed(session, host, ids)
-        return n_starts / (time.monotonic() - t)
+                return await start(session, host, name, value)
+        return set(await asyncio.gather(*(one() for _ in range(n))))
+
+    async def one_orchestration(name: str, n: int):
+        t = time.monotonic()
+        await wait_done(session, host, await start(session, host, name, n))
+        return n / (time.monotonic() - t)
+
+    async def sequential():
+        return await one_orchestration("sequential", size("sequential", quick))
+
+    async def fan_out():
+        return await one_orchestration("fanout", size("fan-out/fan-in", quick))
+
+    async def fan_out_10k():
+        return await one_orchestration("fanout", size("fan-out 10k", quick))
+
+    async def starts():
+        n = size("starts", quick)
+        t = time.monotonic()
+        await wait_all_completed(session, host, await start_many("single", n))
+        return n / (time.monotonic() - t)
+
+    async def hello_cities():
+        n = size("hello cities", quick)
+        t = time.monotonic()
+        await wait_all_completed(session, host, await start_many("hello_cities", n))
+        return n / (time.monotonic() - t)
 
     async def events():
-        iid = await start(session, host, "events", n_events)
+        n = size("external events", quick)
+        iid = await start(session, host, "events", n)
         await asyncio.sleep(0.2)
         t = time.monotonic()
         url = f"{host.base}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/tick"
@@ -177,33 +213,80 @@ async def run_durafunc(conn: str, quick: bool, repeat: int = 3) -> tuple[dict, d
             async with sem:
                 async with session.post(url, json=i) as r:
                     assert r.status == 202, await r.text()
-        await asyncio.gather(*(send(i) for i in range(n_events)))
+        await asyncio.gather(*(send(i) for i in range(n)))
         await wait_done(session, host, iid)
-        return n_events / (time.monotonic() - t)
+        return n / (time.monotonic() - t)
+
+    async def waiting():
+        """n orchestrations each waiting for one event: RSS while they all wait, then all events raised."""
+        n = size("waiting", quick)
+        ids = await start_many("wait_one", n)
+        await wait_all_status(session, host, ids, "Running")
+        await asyncio.sleep(1.0)
+        waiting_rss.append(proc_mb(host.proc.pid, "VmRSS"))
+        sem = asyncio.Semaphore(50)
+        t = time.monotonic()
+
+        async def send(iid):
+            async with sem:
+                url = f"{host.base}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/go"
+                async with session.post(url, json=1) as r:
+                    assert r.status == 202, await r.text()
+        await asyncio.gather(*(send(i) for i in ids))
+        await wait_all_completed(session, host, ids)
+        return n / (time.monotonic() - t)
 
     async with aiohttp.ClientSession(connector=conn_limit) as session:
         results["start-up"] = await host.start(session)
         try:
             await wait_done(session, host, await start(session, host, "single", None))   # warm-up
             for name, workload in (("sequential", sequential), ("fan-out/fan-in", fan_out), ("starts", starts),
-                                   ("external events", events)):
+                                   ("external events", events), ("hello cities", hello_cities),
+                                   ("fan-out 10k", fan_out_10k), ("waiting", waiting)):
+                reset_peak(host.proc.pid)
                 runs[name] = [await workload() for _ in range(repeat)]
                 results[name] = statistics.median(runs[name])
-                if name == "fan-out/fan-in":
-                    results["memory"] = peak_rss_mb(host.proc.pid)
+                rss[name] = proc_mb(host.proc.pid)
+            results["waiting RSS"] = max(waiting_rss)
 
             lat = []
-            for _ in range(n_lat):
+            for _ in range(size("latency", quick)):
                 t = time.monotonic()
                 await wait_done(session, host, await start(session, host, "single", None), interval=0.002)
                 lat.append((time.monotonic() - t) * 1000)
                 await asyncio.sleep(0.05)
-            lat.sort()
-            results["latency p50"] = statistics.median(lat)
-            results["latency p99"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            results["latency p50"], results["latency p99"] = percentiles(lat)
+            results["memory"] = max(rss.values())     # the host's peak RSS over all workloads
         finally:
             host.stop()
-    return results, runs
+    return results, runs, rss
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    ms = sorted(ms)
+    return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+
+
+async def wait_all_status(session, host, ids: set, status: str, timeout: float = 600.0) -> None:
+    """Until every instance of `ids` has `status` (one listing query per round)."""
+    base = f"{host.base}/runtime/webhooks/durabletask/instances/"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        found, token = set(), None
+        while True:
+            headers = {"x-ms-continuation-token": token} if token else {}
+            async with session.get(f"{base}?runtimeStatus={status}&top=1000", headers=headers) as r:
+                if r.status != 200:
+                    await asyncio.sleep(0.5)
+                    continue
+                found |= {i["instanceId"] for i in await r.json()}
+                token = r.headers.get("x-ms-continuation-token")
+            if not token:
+                break
+        if ids <= found:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"instances not {status}")
 
 
 def run_peer(quick: bool) -> dict | str:
@@ -220,32 +303,56 @@ def run_peer(quick: bool) -> dict | str:
 
 
 UNITS = {"sequential": "activities/s", "fan-out/fan-in": "activities/s", "starts": "completed/s",
-         "external events": "events/s", "latency p50": "ms", "latency p99": "ms", "start-up": "s",
-         "memory": "MB peak RSS"}
+         "external events": "events/s", "hello cities": "orchestr./s", "fan-out 10k": "activities/s",
+         "waiting": "events/s", "waiting RSS": "MB RSS", "latency p50": "ms", "latency p99": "ms",
+         "start-up": "s", "memory": "MB peak RSS"}
 
 
-def table(ours: dict, peer: dict | str) -> list[dict]:
+def goal_of(key: str) -> tuple[str, float, bool] | None:
+    """(how the goal is read, its value, whether it is a ratio against DBOS)"""
+    if key in GOALS_VS_DBOS:
+        return ">=", GOALS_VS_DBOS[key], True
+    if key in GOALS:
+        return (*GOALS[key], False)
+    return None
+
+
+def table(ours: dict, runs: dict, rss: dict, peer: dict | str) -> list[dict]:
     rows = []
+    peer_rss = peer.get("rss", {}) if isinstance(peer, dict) else {}
     for key, unit in UNITS.items():
         v = ours.get(key)
-        target = AZURE_TARGETS.get(key)
         p = peer.get(key) if isinstance(peer, dict) else None
-        rows.append({"workload": key, "figure": v, "unit": unit, "azure_target": target,
-                     "ratio_vs_azure": (v / target) if (v and target) else None, "goal": GOALS.get(key),
-                     "dbos": p, "ratio_vs_dbos": (v / p) if (v and p and unit.endswith("/s")) else None})
+        ratio = (v / p) if (v and p and unit.endswith("/s")) else None
+        low = (min(runs[key]) / v) if (key in runs and v) else None
+        goal, met = goal_of(key), None
+        if goal:
+            op, g, vs_dbos = goal
+            x = ratio if vs_dbos else v
+            met = None if x is None else (x >= g if op == ">=" else x <= g)
+        rows.append({"workload": key, "figure": v, "unit": unit, "dbos": p, "ratio_vs_dbos": ratio,
+                     "azure_target": AZURE_TARGETS.get(key),
+                     "goal": None if goal is None else f"{goal[0]} {goal[1]:g}{'x' if goal[2] else ''}",
+                     "goal_met": met, "lowest_run_vs_median": low,
+                     "low_run_ok": None if low is None else low >= LOW_RUN_GOAL,
+                     "rss_mb": rss.get(key), "dbos_rss_mb": peer_rss.get(key)})
     return rows
 
 
 def render(rows: list[dict], peer) -> str:
     def f(x, digits=1):
         return "-" if x is None else f"{x:,.{digits}f}"
-    lines = [f"{'workload':<18}{'figure':>12} {'unit':<14}{'Azure target':>13}{'ratio':>9}{'goal':>9}"
-             f"{'DBOS':>11}{'vs DBOS':>9}"]
+    lines = [f"{'workload':<16}{'figure':>10} {'unit':<13}{'DBOS':>10}{'vs DBOS':>9}{'goal':>10}{'met':>5}"
+             f"{'low run':>9}{'RSS MB':>8}{'DBOS MB':>9}"]
     for r in rows:
-        lines.append(f"{r['workload']:<18}{f(r['figure'], 2 if r['unit'] == 's' else 1):>12} {r['unit']:<14}"
-                     f"{f(r['azure_target']):>13}{f(r['ratio_vs_azure']) + ('x' if r['ratio_vs_azure'] else ''):>9}"
-                     f"{f(r['goal']):>9}{f(r['dbos']):>11}"
-                     f"{f(r['ratio_vs_dbos'], 2) + ('x' if r['ratio_vs_dbos'] else ''):>9}")
+        met = {True: "yes", False: "NO", None: ""}[r["goal_met"]]
+        low = "-" if r["lowest_run_vs_median"] is None else (
+            f"{r['lowest_run_vs_median']:.2f}" + ("" if r["low_run_ok"] else "!"))
+        lines.append(f"{r['workload']:<16}{f(r['figure'], 2 if r['unit'] == 's' else 1):>10} {r['unit']:<13}"
+                     f"{f(r['dbos']):>10}{f(r['ratio_vs_dbos'], 2) + ('x' if r['ratio_vs_dbos'] else ''):>9}"
+                     f"{r['goal'] or '':>10}{met:>5}{low:>9}{f(r['rss_mb'], 0):>8}{f(r['dbos_rss_mb'], 0):>9}")
+    lines.append("(low run: the lowest of the runs against their median, goal >= 0.5; RSS: peak during the workload;"
+                 " waiting RSS: while every instance waits)")
     if isinstance(peer, str):
         lines.append(f"(peer: {peer})")
     return "\n".join(lines)
@@ -265,11 +372,11 @@ def main() -> None:
                         Path(tempfile.mkdtemp(prefix="durafunc-bench-")), binary=binary)
     conn = az.start(timeout=60)
     try:
-        ours, runs = asyncio.run(run_durafunc(conn, args.quick, max(1, args.repeat)))
+        ours, runs, rss = asyncio.run(run_durafunc(conn, args.quick, max(1, args.repeat)))
     finally:
         az.stop()
     peer = "skipped (--no-peer)" if args.no_peer else run_peer(args.quick)
-    rows = table(ours, peer)
+    rows = table(ours, runs, rss, peer)
     print(render(rows, peer))
     if args.repeat > 1:
         print(f"\n(durafunc throughput: median of {args.repeat} runs; each run: "

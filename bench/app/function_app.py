@@ -44,3 +44,26 @@ def events(context: df.DurableOrchestrationContext):
 @app.activity_trigger(input_name="x")
 def noop(x):
     return x
+
+
+CITIES = ["Tokyo", "Seattle", "London", "Cairo", "Lima"]
+
+
+@app.orchestration_trigger(context_name="context")
+def hello_cities(context: df.DurableOrchestrationContext):
+    """Netherite's HelloCities5: five activities in sequence."""
+    out = []
+    for city in CITIES:
+        out.append((yield context.call_activity("hello", city)))
+    return out
+
+
+@app.activity_trigger(input_name="city")
+def hello(city: str) -> str:
+    return f"Hello {city}!"
+
+
+@app.orchestration_trigger(context_name="context")
+def wait_one(context: df.DurableOrchestrationContext):
+    """Waits for one event (the bench raises it once every instance waits)."""
+    return (yield context.wait_for_external_event("go"))
