@@ -52,6 +52,7 @@ test-sdk-oldest: $(NODE_STAMP)
 	@.venv-sdk12/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 'azure-functions-durable==1.2.10'
 	.venv-sdk12/bin/python -m pytest -q tests/test_durable_logic.py tests/test_triage.py tests/test_reconcile.py \
 		tests/test_engine.py tests/test_engine_crash.py tests/test_host_v1.py tests/test_host_v2.py tests/test_auth.py \
+		tests/test_extended_sessions.py \
 		tests/test_samples.py
 
 bench: install

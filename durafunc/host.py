@@ -63,14 +63,14 @@ class FunctionsAdapter:
     def activity_names(self) -> list[str]:
         return self.host.app.activity_names
 
-    async def run_orchestrator(self, name: str, context_json: str) -> str:
-        from .functions.durable_log import episode
+    async def run_orchestrator(self, name: str, call) -> str:
+        from .functions.durable_log import episode_of
         from .functions.logcontext import InvocationLog, failed_while_replaying
         fn = self.host.app.orchestrator(name)
-        ep = episode(context_json)
+        ep = episode_of(call.instance_id, call.history)
         run = InvocationLog(fn.name, ep.reason, quiet=not ep.is_new_run).started()
         try:
-            answer = await self.host.invoker.run_orchestrator(fn.name, context_json, invocation_id=run.id)
+            answer = await self.host.invoker.run_orchestrator(fn.name, call, invocation_id=run.id)
         except Exception as e:  # noqa: BLE001 - user code; the engine turns it into the instance's state
             if run.level == logging.INFO and failed_while_replaying(e):
                 run.failed(e, details=False, level=logging.DEBUG)   # an earlier run's failure, replayed
@@ -173,6 +173,8 @@ class Host:
         self.app, self.invoker, self._routes = app, invoker, None
         if old is not None:
             old.close()
+        if getattr(self, "engine", None) is not None:
+            self.engine.extended.clear()     # the sessions hold the previous code's generators
 
     def route_table(self):
         if self._routes is None:
@@ -257,7 +259,8 @@ class Host:
                              control_batch_size=s.control_queue_batch_size,
                              max_polling_interval=s.max_queue_polling_interval,
                              poison_max_dequeue_count=s.poison_max_dequeue_count,
-                             store_inputs=s.store_inputs_in_history, worker_id=self.worker_id)
+                             store_inputs=s.store_inputs_in_history, worker_id=self.worker_id,
+                             session_idle=s.extended_session_idle_seconds)
         if s.control_queue_visibility:
             opts.control_visibility = s.control_queue_visibility
         if s.work_item_visibility:

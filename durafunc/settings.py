@@ -175,6 +175,9 @@ class Settings:
     max_queue_polling_interval: float = 1.0   # local default; Azure's is 30 s
     poison_max_dequeue_count: int = 5
     store_inputs_in_history: bool = False
+    # durafunc keeps running orchestrations loaded between episodes (its own extended sessions, on the host side
+    # of the protocol: the Python worker's extendedSessionsEnabled stays false); idle ones are dropped after this
+    extended_session_idle_seconds: float = 30.0
     http_async_sleep_ms: int = 30000   # httpSettings.defaultAsyncRequestSleepTimeMilliseconds (call_http polling)
     # every known extensions.durableTask key (storageProvider nested): host.json's value, else Durable
     # Functions' default -- what Azure would run with. The typed fields above are what durafunc uses.
@@ -437,6 +440,7 @@ def _apply_durable_task(s: Settings, dt_raw: dict, hp: str) -> dict:
     s.max_concurrent_activities = dt.get("maxConcurrentActivityFunctions", s.max_concurrent_activities)
     s.max_concurrent_orchestrators = dt.get("maxConcurrentOrchestratorFunctions", s.max_concurrent_orchestrators)
     s.store_inputs_in_history = dt.get("storeInputsInOrchestrationHistory", False)
+    s.extended_session_idle_seconds = dt.get("extendedSessionIdleTimeoutInSeconds", s.extended_session_idle_seconds)
     sleep = _ci_get(dt.get("httpSettings"), "defaultAsyncRequestSleepTimeMilliseconds")
     if sleep is not None:
         s.http_async_sleep_ms = _int_in_range(sleep, 0, 2**31 - 1, f"{hp}: extensions.durableTask.httpSettings."

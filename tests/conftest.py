@@ -1,6 +1,7 @@
 """Shared fixtures: a real Azurite (in memory, free ports) for the whole session, one task hub per test."""
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -10,6 +11,11 @@ import pytest
 from durafunc.azurite import AzuriteConfig, ManagedAzurite, find_binary
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Every test app and sample runs in the extended sessions' check mode: each incremental episode is also replayed
+# in full from the same history and the two answers compared (a difference fails the episode, loudly). The hosts
+# the tests start inherit it.
+os.environ.setdefault("DURAFUNC_SESSION_CHECK", "1")
 
 
 @pytest.fixture(scope="session")

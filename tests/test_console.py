@@ -95,8 +95,27 @@ def test_user_logs_of_a_replay_are_hidden(host):
     assert re.search(rf"chatty \({first[:8]}\): chatty: begins$", new, re.M)
 
 
+def test_user_logs_of_a_replay_are_hidden_without_sessions(connection_string, app_dir):
+    """A host that replays every episode in full (no extended sessions) runs the orchestrator's code again each
+    time: the replayed calls stay hidden."""
+    h = HostProcess(app_dir, connection_string, "Rep" + uuid.uuid4().hex[:12],
+                    env={"DURAFUNC_EXTENDED_SESSIONS": "0"}).wait_ready()
+    try:
+        status, _ = run(h, "chatty")
+        assert status["runtimeStatus"] == "Completed"
+        wait_log(h, r"chatty: got TWO")
+        time.sleep(0.3)
+        log = h.log()
+    finally:
+        h.stop()
+    assert log.count("chatty: begins") == 1 and log.count("chatty: got ONE") == 1 and log.count("chatty: got TWO") == 1
+
+
 def test_show_replay_logs_shows_them(connection_string, app_dir):
-    h = HostProcess(app_dir, connection_string, "Rep" + uuid.uuid4().hex[:12], "--show-replay-logs").wait_ready()
+    # with extended sessions an orchestrator's code does not run again for the events it has seen: replays are
+    # what a host without them (or after a session was dropped) does, so this host runs without them
+    h = HostProcess(app_dir, connection_string, "Rep" + uuid.uuid4().hex[:12], "--show-replay-logs",
+                    env={"DURAFUNC_EXTENDED_SESSIONS": "0"}).wait_ready()
     try:
         status, _ = run(h, "chatty")
         assert status["runtimeStatus"] == "Completed"

@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 class Poisoned(FunctionTable):
     """Orchestrator 'Hurt' makes the engine itself fail (not user code): a message that always fails."""
 
-    async def run_orchestrator(self, name, context_json):
+    async def run_orchestrator(self, name, call):
         if name.lower() == "hurt":
             raise RuntimeError("host bug while processing")
-        return await super().run_orchestrator(name, context_json)
+        return await super().run_orchestrator(name, call)
 
     def orchestrator_names(self):
         return super().orchestrator_names() + ["Hurt"]

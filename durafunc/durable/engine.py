@@ -28,6 +28,7 @@ from .activities import ActivityRunner
 from .delivery import HeldMessages, Item
 from .entity_episodes import EntityEpisodes
 from .episode import InstanceState
+from .extended import ExtendedSessions
 from .orchestrations import OrchestrationEpisodes
 from .outbox import MAX_QUEUE_DELAY, Outbox
 from .rowwriter import RowWriter
@@ -53,6 +54,12 @@ class EngineOptions:
     lease_duration: float = 15.0
     row_refresh: float = 1.0              # min seconds between instance-row writes that change only times
     row_delay: float = 0.5                # how long a running instance's row changes may be held and merged
+    # extended sessions (extended.py): running orchestrations stay loaded between episodes
+    extended_sessions: bool = field(default_factory=lambda: os.environ.get("DURAFUNC_EXTENDED_SESSIONS") != "0")
+    session_idle: float = 30.0
+    max_sessions: int = 2000
+    # every incremental episode also replayed in full and compared (tests)
+    session_check: bool = field(default_factory=lambda: os.environ.get("DURAFUNC_SESSION_CHECK") == "1")
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
@@ -86,6 +93,8 @@ class Engine:
         self.owned: dict[str, asyncio.Task] = {}        # control queue name -> poll loop
         self.sessions: dict[str, _Session] = {}
         self.states: dict[str, InstanceState] = {}
+        self.extended = ExtendedSessions(idle_seconds=self.opt.session_idle, max_sessions=self.opt.max_sessions,
+                                         enabled=self.opt.extended_sessions)
         self.held = HeldMessages()
         self.outbox = Outbox(self)
         self.activities = ActivityRunner(self)
@@ -150,6 +159,7 @@ class Engine:
         self.sessions.clear()
         await self.release_items(leftovers + list(self.held.items.values()))
         self.states.clear()
+        self.extended.clear()
         if self.balancer is not None:
             balancer, self.balancer = self.balancer, None
             await balancer.stop(release=not self.hub_gone)
@@ -176,6 +186,7 @@ class Engine:
         gone = [i for i in list(self.states) if self.hub.control_queue_for(i).name == partition]
         for iid in gone:
             self.states.pop(iid, None)
+        self.extended.drop_where(lambda iid: self.hub.control_queue_for(iid).name == partition)
         self.entities.forget()
         # what is committed gets its row and its deletes now (the writes are conditional: never over a newer one);
         # sessions see the partition gone and hand their pending messages back
@@ -283,6 +294,7 @@ class Engine:
         """Renew the held messages about to show up again (a long episode, a busy host, a waiting delete)."""
         while self.running:
             await asyncio.sleep(RENEW_CHECK)
+            self.extended.sweep()
             await self.activities.share()
             due = self.held.due()
             for i in range(0, len(due), 50):

@@ -1,7 +1,10 @@
 """What the engine needs from the function host: run orchestrators and activities by name."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .extended import OrchestratorCall
 
 
 class UserCodeError(Exception):
@@ -19,8 +22,9 @@ class DurableFunctions(Protocol):
 
     def activity_names(self) -> list[str]: ...
 
-    async def run_orchestrator(self, name: str, context_json: str) -> str:
-        """The SDK's JSON answer; raises UserCodeError when the orchestrator raised."""
+    async def run_orchestrator(self, name: str, call: "OrchestratorCall") -> str:
+        """The SDK's JSON answer to one episode (extended.OrchestratorCall: the history, the session to continue);
+        raises UserCodeError when the orchestrator raised."""
 
     async def run_activity(self, name: str, input_text: str | None, *, instance_id: str) -> str | None:
         """The JSON text of the result (None for null); raises UserCodeError."""
@@ -60,10 +64,15 @@ class FunctionTable:
     def activity_names(self) -> list[str]:
         return self._names["a"]
 
-    async def run_orchestrator(self, name: str, context_json: str) -> str:
+    async def run_orchestrator(self, name: str, call: "OrchestratorCall") -> str:
         import azure.functions as func
+
+        from .sdk_session import SessionMismatch, run_call
+        entry = self._orch[name.lower()]
         try:
-            return self._orch[name.lower()](func.OrchestrationContext(context_json))
+            return run_call(entry, call, full=lambda: entry(func.OrchestrationContext(call.context_json())))
+        except SessionMismatch:
+            raise
         except Exception as e:  # noqa: BLE001 - user code
             raise UserCodeError(type(e).__name__, str(e)) from e
 

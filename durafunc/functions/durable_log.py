@@ -45,8 +45,12 @@ def episode(context_json: str) -> Episode:
         return Episode("")
     if not isinstance(ctx, dict):
         return Episode("")
-    events = [e for e in ctx.get("history") or [] if isinstance(e, dict)]
-    iid = str(ctx.get("instanceId") or "")
+    return episode_of(str(ctx.get("instanceId") or ""), ctx.get("history") or [])
+
+
+def episode_of(iid: str, history: list) -> Episode:
+    """`episode` of an instance id and the history its orchestrator is called with."""
+    events = [e for e in history if isinstance(e, dict)]
     last_start = max((i for i, e in enumerate(events) if e.get("EventType") == 12), default=-1)
     tail = events[last_start + 1:]
     if last_start < 0 or any(e.get("EventType") == 13 for e in tail):

@@ -12,17 +12,19 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import azure.functions as func
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
+from ..durable.extended import OrchestratorCall
+from ..durable.sdk_session import SessionMismatch, run_call, supports
 from ..durable.worker import UserCodeError
 from . import blobs, queues
 from .expressions import json_properties, system_data
 from .emulated import dropped_outputs
-from .logcontext import _OrchestrationRun, invocation, orchestration
+from .logcontext import _OrchestrationRun, invocation, orchestration, shadow_replay
 from .model import FunctionInfo, LoadedApp
 
 CLIENT_TYPES = ("durableclient", "orchestrationclient")
@@ -150,9 +152,10 @@ class Invoker:
         return fn
 
     async def _call(self, fn: FunctionInfo, kwargs: dict, *, inline: bool = False,
-                    invocation_id: str | None = None) -> Any:
+                    invocation_id: str | None = None, target: Callable[[], Any] | None = None) -> Any:
         """Call the entry with kwargs (plus context/Out params); sync in the pool unless inline.
-        `invocation_id`: the id the host logs for this invocation (a new one when not given)."""
+        `invocation_id`: the id the host logs for this invocation (a new one when not given). `target`: call this
+        instead of the entry, inline (an orchestrator's episode through its extended session)."""
         invocation_id = invocation_id or str(uuid.uuid4())
         params = fn.parameters
         outs = {}
@@ -164,7 +167,9 @@ class Invoker:
         token = invocation.set((fn.name, invocation_id))
         replay_token = orchestration.set(_OrchestrationRun()) if fn.kind == "orchestrator" else None
         try:
-            if fn.is_async:
+            if target is not None:
+                result = target()
+            elif fn.is_async:
                 result = await fn.entry(**kwargs)
             elif inline:
                 result = fn.entry(**kwargs)
@@ -174,6 +179,8 @@ class Invoker:
                     self.pool, lambda: ctx.run(fn.entry, **kwargs))
             if inspect.isawaitable(result):
                 result = await result
+        except SessionMismatch:
+            raise                   # durafunc's bug, not the user's: the episode fails and is retried
         except Exception as e:  # noqa: BLE001 - user code
             raise FunctionError(type(e).__name__, str(e), _user_traceback(e)) from e
         finally:
@@ -248,10 +255,18 @@ class Invoker:
         await self._write_outputs(fn, None if returns_to_trigger else result, outs, data)
         return result, outs
 
-    async def run_orchestrator(self, name: str, context_json: str, *, invocation_id: str | None = None) -> str:
+    async def run_orchestrator(self, name: str, call: OrchestratorCall, *, invocation_id: str | None = None) -> str:
+        """One episode (durable.extended.OrchestratorCall): through the orchestration's extended session when it has
+        one or the entry is the SDK's handle, else the entry called as the worker calls it, with the whole
+        history."""
         fn = self._get(name)
-        result, _ = await self._call(fn, await self._inputs(fn, func.OrchestrationContext(context_json), None),
-                                     inline=True, invocation_id=invocation_id)
+        if (call.session is not None and call.session.sdk is not None) or (call.want_session and supports(fn.entry)):
+            result, _ = await self._call(fn, {}, inline=True, invocation_id=invocation_id,
+                                         target=lambda: run_call(fn.entry, call, full=None, shadow=shadow_replay))
+        else:
+            result, _ = await self._call(
+                fn, await self._inputs(fn, func.OrchestrationContext(call.context_json()), None), inline=True,
+                invocation_id=invocation_id)
         return result if isinstance(result, str) else json.dumps(result)
 
     async def run_entity(self, name: str, context_json: str, *, invocation_id: str | None = None) -> str:

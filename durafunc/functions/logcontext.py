@@ -2,6 +2,7 @@
 `Executing '...'` / `Executed '...'` lines of one invocation, and replay-safe user logs of orchestrators."""
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
@@ -108,10 +109,21 @@ def failure_text(error: BaseException) -> str:
 class _OrchestrationRun:
     """The orchestrator invocation running on this task: finds the SDK's DurableOrchestrationContext on first use."""
 
-    __slots__ = ("context",)
+    __slots__ = ("context", "shadow")
 
-    def __init__(self):
+    def __init__(self, shadow: bool = False):
         self.context = None
+        self.shadow = shadow      # the check mode's second, full replay of an episode: its user logs are hidden
+
+
+@contextlib.contextmanager
+def shadow_replay():
+    """While the check mode replays an episode a second time (durable.sdk_session.run_call)."""
+    token = orchestration.set(_OrchestrationRun(shadow=True))
+    try:
+        yield
+    finally:
+        orchestration.reset(token)
 
 
 orchestration: contextvars.ContextVar[_OrchestrationRun | None] = contextvars.ContextVar("durafunc_orchestration",
@@ -186,10 +198,12 @@ class ReplayFilter(logging.Filter):
         self.system = system_loggers
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.show:
-            return True
         run = orchestration.get()
         if run is None or record.name.split(".")[0] in self.system:
+            return True
+        if run.shadow:
+            return False
+        if self.show:
             return True
         if run.context is None:
             run.context = context_on_stack()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import datetime, timezone
 
 
@@ -108,7 +109,13 @@ def parse_time(value: str | datetime | None) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    s = str(value).strip()
+    return _parse_text(str(value))
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_text(value: str) -> datetime:
+    """parse_time of a text (cached: every episode's host-side replay reads the same history timestamps)."""
+    s = value.strip()
     if s.endswith("Z") or s.endswith("z"):
         s = s[:-1] + "+00:00"
     if "." in s:  # trim fractions beyond microseconds (Python accepts at most 6 digits)
