@@ -192,3 +192,26 @@ async def test_rows_known_to_be_new_are_inserted_and_a_wrong_guess_is_a_conflict
     assert after.events == snap.events and after.etag == etag
     # filtered by execution, the partition is not read whole: the row count is unknown
     assert (await hub.history.load("kr", "e2")).row_count is None
+
+
+async def test_a_retried_commit_that_had_landed_is_told_apart_from_another_writer(hub):
+    """A batch retried after a connection failure conflicts with its own first attempt when that one was applied:
+    the error says the checkpoint is committed (its outbound messages must stand). Another writer's checkpoint at
+    the same rows is not ours."""
+    etag = await hub.history.append("amb", "e1", [_e(EventType.OrchestratorStarted)], 0, None)
+    mine = [_e(EventType.TaskCompleted, TaskScheduledId=0, Result="1"),
+            {**_e(EventType.OrchestratorCompleted), "Timestamp": "2024-05-01T12:00:01.0000010Z"}]
+    await hub.history.append("amb", "e1", mine, 1, etag)                  # the first attempt, applied
+    with pytest.raises(SplitBrainError) as again:                          # its retry: the same rows, the old ETag
+        await hub.history.append("amb", "e1", mine, 1, etag)
+    assert again.value.committed is True
+    theirs = [_e(EventType.TaskCompleted, TaskScheduledId=0, Result="1"),
+              {**_e(EventType.OrchestratorCompleted), "Timestamp": "2024-05-01T12:00:02.0000020Z"}]
+    with pytest.raises(SplitBrainError) as other:
+        await hub.history.append("amb", "e1", theirs, 1, etag)
+    assert other.value.committed is False
+    with pytest.raises(SplitBrainError) as first:                          # a second first writer of the sentinel
+        await hub.history.append("amb2", "e1", [_e(EventType.OrchestratorStarted)], 0, None)
+        await hub.history.append("amb2", "e1", [{**_e(EventType.OrchestratorStarted),
+                                                 "Timestamp": "2024-05-01T12:00:03.0000000Z"}], 0, None)
+    assert first.value.committed is False

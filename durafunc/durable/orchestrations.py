@@ -7,6 +7,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from ..storage.errors import SplitBrainError
 from ..storage.schema import TERMINAL_STATUSES, EventType, OrchestrationStatus, parse_time, utcnow
 from .delivery import Item
 from .episode import InstanceState, begin, decide, needs_orchestrator, rewind_history, triage
@@ -221,6 +222,14 @@ class OrchestrationEpisodes:
                                                         known_rows=state.stored_rows)
                 if state.stored_rows is not None:
                     state.stored_rows = max(state.stored_rows, start_index + len(to_write))
+        except SplitBrainError as err:
+            if getattr(err, "committed", False):
+                # a retried batch whose first attempt committed: the checkpoint is durable, so is what it sent;
+                # the instance is read again from storage and its messages are processed against that history
+                e.outbox.release(sent)
+            else:
+                await e.outbox.abort(sent)
+            raise
         except BaseException:
             await e.outbox.abort(sent)
             raise

@@ -13,11 +13,11 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from .account import StorageAccount
 from .errors import SplitBrainError, guard
 from .rows import (blob_columns, estimated_size, event_to_row, odata_literal, offload_large_properties, plain,
-                   row_to_event)
+                   row_to_event, TIMESTAMP_COLUMN)
 from .largemessages import LargeMessages
 from .rawbatch import BatchFailed
 from .names import SENTINEL_ROW_KEY, escape_key, history_row_key
-from .schema import utcnow
+from .schema import parse_time, utcnow
 
 MAX_EVENTS_PER_BATCH = 99                  # + the sentinel = Azure's 100 operations per transaction
 MAX_BATCH_BYTES = 3 * 1024 * 1024          # DTFx's estimated-size flush point (Azure's limit is 4 MB)
@@ -149,8 +149,7 @@ class HistoryTable:
                     etag = (await self._raw.submit(raw_ops))[-1]
                 except BatchFailed as e:
                     if e.status_code in _CONFLICT:
-                        raise SplitBrainError(f"history of '{instance_id}' was changed by another writer "
-                                              f"({e.status_code})") from e
+                        raise await self._conflict(instance_id, e.status_code, batch[-1] if done else None) from e
                     raise
                 continue
             ops: list[tuple] = [("create", row) if new(row) else ("upsert", row, {"mode": UpdateMode.REPLACE})
@@ -164,11 +163,28 @@ class HistoryTable:
                 result = await self.client.submit_transaction(ops)
             except (TableTransactionError, HttpResponseError) as e:
                 if e.status_code in _CONFLICT:
-                    raise SplitBrainError(f"history of '{instance_id}' was changed by another writer "
-                                          f"({e.status_code})") from e
+                    raise await self._conflict(instance_id, e.status_code, batch[-1] if done else None) from e
                 raise
             etag = result[-1]["etag"]
         return etag
+
+    async def _conflict(self, instance_id: str, status: int, last_row: dict | None) -> SplitBrainError:
+        """A commit's batch conflicted. Usually another writer got there first; but a batch retried after a
+        connection failure conflicts with its own first attempt when that one was applied. `committed` tells:
+        the checkpoint's last row is in storage exactly as written (then its outbound messages stand)."""
+        err = SplitBrainError(f"history of '{instance_id}' was changed by another writer ({status})")
+        err.committed = False
+        if last_row is not None:
+            try:
+                stored = await self.client.get_entity(last_row["PartitionKey"], last_row["RowKey"])
+            except ResourceNotFoundError:
+                return err
+            except Exception:  # noqa: BLE001 - cannot tell: treat as not ours (the old, safe answer)
+                return err
+            err.committed = (stored.get("ExecutionId") == last_row.get("ExecutionId")
+                             and stored.get("EventType") == last_row.get("EventType")
+                             and _time(stored.get(TIMESTAMP_COLUMN)) == _time(last_row.get(TIMESTAMP_COLUMN)))
+        return err
 
     @guard
     async def has_completion(self, instance_id: str, execution_id: str | None, task_id: int) -> bool:
@@ -220,3 +236,8 @@ class HistoryTable:
         """Every row of the instance as stored (all executions, sentinel last), values unwrapped."""
         rows = await self._partition(instance_id)
         return [{k: plain(v) for k, v in row.items()} for row in rows]
+
+
+def _time(value):
+    """A row's time as written (text, EdmType) or as read (datetime) -> datetime (None when absent)."""
+    return parse_time(value[0] if isinstance(value, tuple) else value)
