@@ -115,14 +115,19 @@ def nested(context: df.DurableOrchestrationContext):
     return sum(results)
 
 
+def _leaves(context, count: int, sleep, tag: str):
+    """Fan out `count` `leaf` sub-orchestrations (explicit ids `<me>-<tag><i>`, values 1..count); their sum."""
+    me = context.instance_id
+    results = yield context.task_all([
+        context.call_sub_orchestrator("leaf", {"sleep": sleep, "value": i + 1}, f"{me}-{tag}{i}")
+        for i in range(count)])
+    return sum(results)
+
+
 @app.orchestration_trigger(context_name="context")
 def mid(context: df.DurableOrchestrationContext):
     spec = context.get_input()
-    me = context.instance_id
-    results = yield context.task_all([
-        context.call_sub_orchestrator("leaf", {"sleep": spec["sleep"], "value": j + 1}, f"{me}-l{j}")
-        for j in range(spec["leaves"])])
-    return sum(results)
+    return (yield from _leaves(context, spec["leaves"], spec["sleep"], "l"))
 
 
 @app.orchestration_trigger(context_name="context")
@@ -135,11 +140,7 @@ def leaf(context: df.DurableOrchestrationContext):
 def children(context: df.DurableOrchestrationContext):
     """A fan-out of `n` sub-orchestrations (explicit ids `<me>-c<i>`), each one `leaf`."""
     spec = context.get_input()
-    me = context.instance_id
-    results = yield context.task_all([
-        context.call_sub_orchestrator("leaf", {"sleep": spec["sleep"], "value": i + 1}, f"{me}-c{i}")
-        for i in range(spec["n"])])
-    return sum(results)
+    return (yield from _leaves(context, spec["n"], spec["sleep"], "c"))
 
 
 @app.orchestration_trigger(context_name="context")
