@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from durafunc.azurite import AzuriteConfig, ManagedAzurite, find_binary  # noqa: E402
 
+from .sizes import SIZES  # noqa: E402
+
 # Azure's published per-instance targets for the Azure Storage provider (ratio column)
 AZURE_TARGETS = {"sequential": 5.0, "fan-out/fan-in": 100.0, "external events": 50.0}
 # issue 15's goals: ratios against DBOS in the same run, and two absolute ones
@@ -146,10 +148,6 @@ async def wait_all_completed(session, host, ids: set, timeout: float = 600.0) ->
     assert not missing, f"{len(missing)} instances did not complete"
 
 
-SIZES = {   # workload -> (full, quick)
-    "sequential": (200, 50), "fan-out/fan-in": (1000, 200), "starts": (500, 100), "external events": (500, 100),
-    "hello cities": (1000, 100), "fan-out 10k": (10000, 1000), "waiting": (1000, 100), "latency": (40, 10),
-}
 
 
 def size(name: str, quick: bool) -> int:

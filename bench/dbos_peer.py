@@ -13,11 +13,9 @@ from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
 
+from sizes import SIZES   # bench/sizes.py (this script runs with bench/ on its path)
+
 QUICK = "--quick" in sys.argv
-SIZES = {   # the same as bench/__main__.py's SIZES: workload -> (full, quick)
-    "sequential": (200, 50), "fan-out/fan-in": (1000, 200), "starts": (500, 100), "external events": (500, 100),
-    "hello cities": (1000, 100), "fan-out 10k": (10000, 1000), "waiting": (1000, 100), "latency": (40, 10),
-}
 N = {k: v[1 if QUICK else 0] for k, v in SIZES.items()}
 CITIES = ["Tokyo", "Seattle", "London", "Cairo", "Lima"]
 
