@@ -173,7 +173,7 @@ class Host:
         self.app, self.invoker, self._routes = app, invoker, None
         if old is not None:
             old.close()
-        if getattr(self, "engine", None) is not None:
+        if self.engine is not None:
             self.engine.extended.clear()     # the sessions hold the previous code's generators
 
     def route_table(self):
