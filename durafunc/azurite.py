@@ -396,6 +396,10 @@ def ensure_azurite(settings, *, echo=print) -> tuple[str, ManagedAzurite | None]
     if endpoints is None:
         return conn, None
     answers = [port_answers(h, p) for h, p in endpoints]
+    if any(answers) and not all(answers):
+        # a busy Azurite can be slow to accept (its listen backlog full): ask the silent ports again, longer,
+        # before calling the endpoints half up
+        answers = [a or port_answers(h, p, timeout=3.0) for a, (h, p) in zip(answers, endpoints)]
     if all(answers):
         return conn, None
     if any(answers):
