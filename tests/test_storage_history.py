@@ -215,3 +215,32 @@ async def test_a_retried_commit_that_had_landed_is_told_apart_from_another_write
         await hub.history.append("amb2", "e1", [{**_e(EventType.OrchestratorStarted),
                                                  "Timestamp": "2024-05-01T12:00:03.0000000Z"}], 0, None)
     assert first.value.committed is False
+
+
+async def test_task_record_tells_what_the_history_says_about_one_task(hub):
+    """One query: the task's scheduling rows with their timestamps, whether it is answered, whether the execution
+    ended, and the instance's current execution (the sentinel's)."""
+    from durafunc.storage.schema import parse_time
+    sched = {**_e(EventType.TaskScheduled, 1, Name="A", Version="", Input="[1]"),
+             "Timestamp": "2024-05-01T12:00:00.7654321Z"}
+    first = [_e(EventType.OrchestratorStarted), _e(EventType.ExecutionStarted, Name="O", Input="null"),
+             _e(EventType.TaskScheduled, 0, Name="A", Version="", Input="[0]"), sched,
+             _e(EventType.TimerCreated, 2, FireAt=FIRE), _e(EventType.OrchestratorCompleted)]
+    etag = await hub.history.append("rec", "e1", first, 0, None)
+    r = await hub.history.task_record("rec", "e1", 1)
+    assert r.current_execution == "e1" and not r.answered and not r.ended
+    assert r.scheduled == [("TaskScheduled", parse_time("2024-05-01T12:00:00.765432Z"))]
+    assert (await hub.history.task_record("rec", "e1", 2)).scheduled[0][0] == "TimerCreated"
+    assert (await hub.history.task_record("rec", "e1", 7)).scheduled == []
+    done = [_e(EventType.OrchestratorStarted), _e(EventType.TaskCompleted, TaskScheduledId=1, Result="1"),
+            _e(EventType.ExecutionCompleted, OrchestrationStatus=1, Result="1", FailureDetails=None),
+            _e(EventType.OrchestratorCompleted)]
+    await hub.history.append("rec", "e1", done, len(first), etag)
+    r = await hub.history.task_record("rec", "e1", 1)
+    assert r.answered and r.ended
+    r = await hub.history.task_record("rec", "e1", 0)
+    assert not r.answered and r.ended and r.scheduled
+    other = await hub.history.task_record("rec", "e0", 1)        # rows of another execution are not counted
+    assert other.current_execution == "e1" and other.scheduled == [] and not other.ended
+    none = await hub.history.task_record("nothing-here", "e1", 1)
+    assert none.current_execution is None and none.scheduled == [] and not none.answered

@@ -71,3 +71,25 @@ def test_while_suspended_events_wait_and_a_terminate_does_not():
     t = triage(state, [msg(ev.execution_resumed(at(5), "r")), msg(ev.event_raised(at(6), "Go", "1"))])
     assert t.consumed == [0, 1]
     assert [e["EventType"] for e in t.accepted] == [ET.ExecutionResumed, ET.EventRaised]
+
+
+# -- work items received from the queue (activities.verdict) ------------------------------------------------
+def test_a_work_item_runs_only_if_its_checkpoint_is_the_committed_one():
+    from durafunc.durable.activities import ANSWERED, EARLY, ORPHAN, RUN, verdict
+    from durafunc.storage.history import TaskRecord
+
+    def rec(*scheduled, answered=False, ended=False, current="e1"):
+        return TaskRecord(current_execution=current, scheduled=list(scheduled), answered=answered, ended=ended)
+    mine, other = ("TaskScheduled", at(1)), ("TaskScheduled", at(2))
+    assert verdict("e1", at(1), rec(mine)) == RUN                       # committed as sent
+    assert verdict("e1", at(1), rec(mine, answered=True)) == ANSWERED   # its host died before the delete
+    assert verdict("e1", at(1), rec(other)) == ORPHAN                   # a replay scheduled the task again
+    assert verdict("e1", at(1), rec(other, answered=True)) == ANSWERED
+    assert verdict("e1", at(1), rec(("TimerCreated", at(1)))) == ORPHAN  # the id went to another kind of task
+    assert verdict("e1", at(1), rec(mine, ended=True)) == RUN           # a fire-and-forget activity, cut off
+    assert verdict("e1", at(1), rec(ended=True)) == ORPHAN              # the execution ended without it
+    assert verdict("e1", at(1), rec()) == EARLY                         # its commit may still be under way
+    assert verdict("e1", at(1), rec(current=None)) == EARLY             # no history yet: the start replays
+    assert verdict("E1", at(1), rec()) == EARLY
+    assert verdict("e0", at(1), rec(current="e1")) == RUN               # an older execution: cannot tell
+    assert verdict("e1", None, rec(other)) == RUN                       # no timestamp to compare: as before

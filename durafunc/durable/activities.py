@@ -13,9 +13,11 @@ import asyncio
 import json
 import logging
 import traceback
+from datetime import datetime
 
 from ..storage.errors import StorageUnavailableError
-from ..storage.schema import TERMINAL_STATUSES, utcnow
+from ..storage.history import TaskRecord
+from ..storage.schema import TERMINAL_STATUSES, EventType as ET, parse_time, utcnow
 from . import events as ev
 from .delivery import Item
 from .replay import HTTP_ACTIVITY
@@ -23,6 +25,40 @@ from .worker import UserCodeError
 
 log = logging.getLogger("durafunc.engine")
 BACKLOG_MAX = 20000          # work items that may wait here for a slot while this host is alone on the hub
+EARLY_DELAY_MAX = 30.0       # a work item whose task is not in the history yet is tried again after at most this
+EARLY_MAX_DEQUEUES = 20      # ... and given up (moved to the poison queue) after this many tries (~8 min)
+
+RUN, ANSWERED, ORPHAN, EARLY = "run", "answered", "orphan", "early"
+
+
+def verdict(execution: str | None, sent_at: datetime | None, record: TaskRecord) -> str:
+    """What to do with a work item received from the queue, from what the history says about its task.
+
+    A work item is sent, hidden, before the checkpoint that schedules it commits. If that host stops before the
+    commit, the work item shows up later although the checkpoint never happened: the instance is replayed
+    from its last commit and schedules the task again, with a new work item. Its TaskScheduled carries the
+    time of the checkpoint that sent it, so a work item belongs to the history only if its TaskScheduled is there
+    with the same timestamp.
+
+    - ANSWERED: the history holds the task's result (its host stopped between the commit and the delete).
+    - RUN: the history schedules the task as the work item does (or cannot say: an older execution whose rows
+      were overwritten by the current one; or a work item without a timestamp).
+    - ORPHAN: the history schedules that task id otherwise (another checkpoint, another kind of task), or the
+      execution ended without it.
+    - EARLY: not in the history yet: the checkpoint may still be committing, or the instance is still to be
+      replayed after its host stopped (then the history will say ORPHAN).
+    """
+    if record.answered:
+        return ANSWERED
+    if record.scheduled:
+        if sent_at is None or any(kind == "TaskScheduled" and at == sent_at for kind, at in record.scheduled):
+            return RUN
+        return ORPHAN
+    if record.ended:
+        return ORPHAN
+    if record.current_execution is None or (execution or "").lower() == record.current_execution.lower():
+        return EARLY
+    return RUN
 
 
 def activity_input(scheduled: str | None) -> str | None:
@@ -141,6 +177,8 @@ class ActivityRunner:
             ev_ = item.event
             inst = item.message.get("OrchestrationInstance") or {}
             name = ev_.get("Name") or ""
+            if item.dequeue_count > 0 and not await self._should_run(item, inst):
+                return
             if item.dequeue_count > e.opt.poison_max_dequeue_count:
                 reason = f"activity '{name}' was attempted {item.dequeue_count - 1} times"
                 done = ev.task_failed(utcnow(), ev_.get("EventId"), f"Activity function '{name}' failed:  "
@@ -150,8 +188,6 @@ class ActivityRunner:
                                                                             inst.get("ExecutionId")),
                                      item.episode, inst)
                 await e.poison(item, reason)
-                return
-            if item.dequeue_count > 0 and await self._answered(item, inst):
                 return
             done = await self._execute(name, ev_, inst)
             await self._result(item, inst, done)
@@ -170,25 +206,46 @@ class ActivityRunner:
             self.running.pop(item.id, None)
             self._next()
 
-    async def _answered(self, item: Item, inst: dict) -> bool:
-        """A work item from the queue: has its result been committed already (its host died between the commit
-        and the delete)? Then it is deleted, not run again."""
+    async def _should_run(self, item: Item, inst: dict) -> bool:
+        """A work item from the queue (not handed over by this host's own commit): run it only if the checkpoint
+        that scheduled it is the one in the history and its result is not (see `verdict`). Else it is deleted,
+        or (its checkpoint may still be committing) tried again later."""
         e = self.engine
         iid = inst.get("InstanceId")
+        execution = inst.get("ExecutionId")
         task_id = item.event.get("EventId")
-        if e.owns(iid):
+        sent_at = parse_time(item.event.get("Timestamp"))
+        if not isinstance(task_id, int):
+            return True
+        if e.owns(iid):                   # this host keeps the instance's committed history: ask it first
             state, _ = await e.orchestrations.load(iid, [])
-            answered = (inst.get("ExecutionId") or "") == (state.execution_id or "") and \
-                task_id in state.completed_ids()
             if state.status in TERMINAL_STATUSES and e.states.get(iid) is state:
                 e.states.pop(iid, None)       # finished instances stay out of memory
-            if not answered:
-                return False
-        elif not await e.hub.history.has_completion(iid, inst.get("ExecutionId"), task_id):
+            if (execution or "") == (state.execution_id or ""):
+                record = TaskRecord(current_execution=state.execution_id, answered=task_id in state.completed_ids())
+                record.scheduled = [(ET(x["EventType"]).name, parse_time(x.get("Timestamp"))) for x in state.history
+                                    if x.get("EventId") == task_id and x.get("EventType") in ev.SCHEDULING_TYPES]
+                if verdict(execution, sent_at, record) == RUN:
+                    return True
+        record = await e.hub.history.task_record(iid, execution, task_id)
+        decision = verdict(execution, sent_at, record)
+        if decision == RUN:
+            return True
+        if decision == EARLY:
+            if item.dequeue_count > max(EARLY_MAX_DEQUEUES, e.opt.poison_max_dequeue_count):
+                await e.poison(item, f"its orchestration did not schedule task {task_id} in "
+                                     f"{item.dequeue_count} tries")
+            else:
+                log.debug("%s: its task is not in the history yet; trying again later", item.describe())
+                e.defer(item, min(2.0 ** (item.dequeue_count - 1), EARLY_DELAY_MAX))
             return False
-        log.info("%s was answered already (its result is in the history); deleting it", item.describe())
+        if decision == ANSWERED:
+            log.info("%s was answered already (its result is in the history); deleting it", item.describe())
+        else:
+            log.warning("%s was sent by a checkpoint that never committed (its host stopped first; the history "
+                        "scheduled task %s again, or not at all); deleting it", item.describe(), task_id)
         await e.delete_items([item])
-        return True
+        return False
 
     async def _execute(self, name: str, event: dict, inst: dict) -> dict:
         e = self.engine

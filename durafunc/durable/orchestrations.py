@@ -65,6 +65,8 @@ class OrchestrationEpisodes:
             e.rows.know(instance_id, fresh.row.etag)
             e.states[instance_id] = state
             return state
+        if e.rows.holds(instance_id) or e.rows.writing(instance_id):
+            await e._storage_call(e.rows.settle(instance_id), "write instance row")
         snap, row = await e._storage_call(asyncio.gather(e.hub.history.load(instance_id),
                                                          e.hub.instances.get(instance_id)), "load instance")
         state = InstanceState(instance_id, snap.execution_id, list(snap.events), snap.etag,
@@ -223,10 +225,15 @@ class OrchestrationEpisodes:
                 if state.stored_rows is not None:
                     state.stored_rows = max(state.stored_rows, start_index + len(to_write))
         except SplitBrainError as err:
-            if getattr(err, "committed", False):
+            committed = getattr(err, "committed", False)
+            if committed:
                 # a retried batch whose first attempt committed: the checkpoint is durable, so is what it sent;
                 # the instance is read again from storage and its messages are processed against that history
                 e.outbox.release(sent)
+            elif committed is None:
+                # nobody can tell whether it committed: what it sent goes through the queues, where a host
+                # acts on it only as far as the history says (a work item runs only if its task is there as sent)
+                await e.outbox.release_to_queues(sent)
             else:
                 await e.outbox.abort(sent)
             raise

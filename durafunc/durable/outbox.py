@@ -95,6 +95,24 @@ class Outbox:
             elif s.mode == "elsewhere":
                 e.spawn(self._show(s.item))
 
+    async def release_to_queues(self, sent: list[Sent]) -> None:
+        """Whether the history committed is unknown: nothing is handed over in memory; every message is left to
+        its queue, visible when it is due, for whichever host then checks it against the history."""
+        e = self.engine
+
+        async def show(s: Sent) -> None:
+            if s.mode == "run-here":
+                e.activities.unreserve()
+            if s.mode == "queue-delivers":
+                return
+            e.held.release(s.item)
+            try:
+                await s.item.queue.set_visibility(s.item, s.delay if s.mode == "deliver-here" else 0)
+            except StorageUnavailableError:
+                pass      # it shows up by itself when its hiding ends
+            e.wake(s.item.queue.name)
+        await asyncio.gather(*(show(s) for s in sent))
+
     async def _show(self, item: Item) -> None:
         try:
             await item.queue.set_visibility(item, 0)

@@ -70,6 +70,10 @@ class RowWriter:
     def holds(self, instance_id: str) -> bool:
         return instance_id in self._pending
 
+    def writing(self, instance_id: str) -> bool:
+        lock = self._locks.get(instance_id)
+        return lock is not None and lock.locked()
+
     async def write(self, instance_id: str, fields: dict, *, final: bool, history_etag: Any = UNKNOWN,
                     after: list | None = None) -> None:
         """Merge `fields` into the instance's row (now if `final`, else within `delay`), then hand `after`
@@ -159,6 +163,19 @@ class RowWriter:
                     return
             etag = UNKNOWN
         raise StorageUnavailableError(f"the row of instance {instance_id} kept changing while it was written")
+
+    async def settle(self, instance_id: str) -> None:
+        """Write this host's held change of the instance now and wait for a write in flight: before its row is
+        read to be checked against its history (else the held write could land after a repair and put the row
+        behind the history again). Raises StorageUnavailableError when the write cannot be made."""
+        if instance_id in self._pending:
+            await self._flush(instance_id)
+        lock = self._locks.get(instance_id)
+        if lock is not None and lock.locked():
+            async with lock:
+                pass
+        if instance_id in self._pending:      # a write that failed meanwhile: kept, not done
+            raise StorageUnavailableError(f"the row of instance {instance_id} could not be written yet")
 
     async def flush(self, instance_ids) -> None:
         """Write the held changes of these instances now (their partition is being given up)."""

@@ -24,6 +24,19 @@ MAX_BATCH_BYTES = 3 * 1024 * 1024          # DTFx's estimated-size flush point (
 _DELETE_BATCH = 100
 _DELETE_CONCURRENCY = 10
 _CONFLICT = frozenset({404, 409, 412})
+_READ_BACK_ATTEMPTS = 4                    # reads of a conflicting commit's last row (storage trouble)
+
+
+_SCHEDULING_NAMES = frozenset({"TaskScheduled", "SubOrchestrationInstanceCreated", "TimerCreated", "EventSent"})
+
+
+@dataclass
+class TaskRecord:
+    """`HistoryTable.task_record`: what an execution's history says about one task id."""
+    current_execution: str | None = None
+    scheduled: list[tuple[str, datetime | None]] = field(default_factory=list)
+    answered: bool = False
+    ended: bool = False
 
 
 @dataclass
@@ -171,30 +184,53 @@ class HistoryTable:
     async def _conflict(self, instance_id: str, status: int, last_row: dict | None) -> SplitBrainError:
         """A commit's batch conflicted. Usually another writer got there first; but a batch retried after a
         connection failure conflicts with its own first attempt when that one was applied. `committed` tells:
-        the checkpoint's last row is in storage exactly as written (then its outbound messages stand)."""
+        True, the checkpoint's last row is in storage exactly as written (then its outbound messages stand);
+        False, it is not; None, that row could not be read (storage trouble): nobody can tell."""
         err = SplitBrainError(f"history of '{instance_id}' was changed by another writer ({status})")
         err.committed = False
-        if last_row is not None:
+        if last_row is None:
+            return err
+        for attempt in range(_READ_BACK_ATTEMPTS):
             try:
                 stored = await self.client.get_entity(last_row["PartitionKey"], last_row["RowKey"])
             except ResourceNotFoundError:
                 return err
-            except Exception:  # noqa: BLE001 - cannot tell: treat as not ours (the old, safe answer)
-                return err
+            except Exception:  # noqa: BLE001 - the connection trouble that made the batch retry: ask again
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
             err.committed = (stored.get("ExecutionId") == last_row.get("ExecutionId")
                              and stored.get("EventType") == last_row.get("EventType")
                              and _time(stored.get(TIMESTAMP_COLUMN)) == _time(last_row.get(TIMESTAMP_COLUMN)))
+            return err
+        err.committed = None
         return err
 
     @guard
-    async def has_completion(self, instance_id: str, execution_id: str | None, task_id: int) -> bool:
-        """Does the execution's history answer task `task_id` (a TaskCompleted or TaskFailed row)?"""
-        extra = (f" and TaskScheduledId eq {int(task_id)} and (EventType eq 'TaskCompleted' or "
-                 f"EventType eq 'TaskFailed')")
-        if execution_id:
-            extra += f" and ExecutionId eq {odata_literal(execution_id)}"
-        rows = await self._partition(instance_id, extra, select=["RowKey"])
-        return bool(rows)
+    async def task_record(self, instance_id: str, execution_id: str | None, task_id: int) -> "TaskRecord":
+        """What the history holds about task `task_id` of an execution, in one query: the scheduling rows with
+        that id (type and timestamp), whether a TaskCompleted/TaskFailed answers it, whether the execution ended,
+        and the instance's current execution (the sentinel's)."""
+        n = int(task_id)
+        scope = f" and ExecutionId eq {odata_literal(execution_id)}" if execution_id else ""
+        extra = (f" and (RowKey eq '{SENTINEL_ROW_KEY}' or ((EventId eq {n} or TaskScheduledId eq {n} or "
+                 f"EventType eq 'ExecutionCompleted' or EventType eq 'ExecutionTerminated'){scope}))")
+        rows = await self._partition(instance_id, extra, select=["RowKey", "EventType", "EventId",
+                                                                 "TaskScheduledId", "ExecutionId",
+                                                                 TIMESTAMP_COLUMN])
+        record = TaskRecord()
+        for row in rows:
+            kind = row.get("EventType")
+            if row["RowKey"] == SENTINEL_ROW_KEY:
+                record.current_execution = row.get("ExecutionId")
+            elif kind in ("TaskCompleted", "TaskFailed") and row.get("TaskScheduledId") == n:
+                record.answered = True
+            elif kind in ("ExecutionCompleted", "ExecutionTerminated"):
+                record.ended = True
+            elif row.get("EventId") == n and kind in _SCHEDULING_NAMES:
+                record.scheduled.append((kind, parse_time(plain(row.get(TIMESTAMP_COLUMN)))))
+        if record.current_execution is None and rows:
+            record.current_execution = rows[0].get("ExecutionId")
+        return record
 
     @guard
     async def sentinel_etag(self, instance_id: str) -> str | None:
