@@ -29,6 +29,8 @@ class MemoryHub:
         self.clock = datetime(2024, 1, 1, tzinfo=timezone.utc)
         self.activity_calls: list = []
         self.episodes = 0
+        self.replayers: dict = {}      # instance id -> (Replayer, history length it has walked)
+        self.incremental = 0           # episodes decided by an incremental host-side replay (each one checked)
 
     def now(self):
         self.clock += timedelta(milliseconds=1)
@@ -94,7 +96,17 @@ class MemoryHub:
                 output = parse_output(fn(func.OrchestrationContext(body)))
             except Exception as e:  # noqa: BLE001
                 output = parse_failure(str(e))
-        d = decide(state, episode_events, reset, output, now, rewind_ids=rewind_ids)
+        # the host-side replay goes on from the last episode's (as the engine's extended sessions do), checked
+        # against a full one every episode
+        kept = self.replayers.pop(instance_id, None)
+        replayer = kept[0] if kept and kept[1] == len(state.history) and not reset and rewind_ids is None else None
+        d = decide(state, episode_events, reset, output, now, rewind_ids=rewind_ids, replayer=replayer,
+                   check=True)
+        if d.replayer is not None and rewind_ids is None:
+            d.replayer.walk(d.new_events[len(episode_events):])
+            self.replayers[instance_id] = (d.replayer, (0 if d.reset_history else len(state.history))
+                                           + len(d.new_events))
+            self.incremental += replayer is not None
         if d.reset_history:
             state.history = []
             state.execution_id = d.execution_id

@@ -348,3 +348,52 @@ def test_scheduled_input_of_activities_and_call_http():
     assert scheduled_input(plain) == '["\\"Tokyo\\""]' and activity_input(scheduled_input(plain)) == '"Tokyo"'
     assert activity_input('["{\\"method\\": \\"GET\\"}"]') == '{"method": "GET"}'   # a request as a string
     assert activity_input(None) is None and activity_input("[null]") is None
+
+
+def test_the_incremental_host_side_replay_answers_as_a_full_one():
+    """The harness keeps each instance's host-side replay between episodes (as extended sessions do) and checks
+    every incremental answer against a full replay of the same history (a difference raises): tasks created
+    before they are awaited (ids handed out ahead), retries with their timers, a timer raced by events (its
+    cancel changes an earlier action), early events, sub-orchestrations, a loop of many steps."""
+    import datetime as dt
+    failures = {"n": 0}
+
+    def sometimes(x):
+        failures["n"] += 1
+        if failures["n"] % 3:
+            raise ValueError("not yet")
+        return x
+
+    def child(ctx):
+        return (yield ctx.call_activity("Hello", ctx.get_input()))
+
+    def orch(ctx):
+        first, second = ctx.call_activity("Hello", "a"), ctx.call_activity("Hello", "b")
+        out = [(yield first), (yield second)]
+        opts = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
+        out.append((yield ctx.call_activity_with_retry("Sometimes", opts, "r")))
+        for i in range(3):
+            timer = ctx.create_timer(ctx.current_utc_datetime + dt.timedelta(seconds=60))
+            event = ctx.wait_for_external_event("E")
+            winner = yield ctx.task_any([event, timer])
+            if winner == event:
+                timer.cancel()
+            out.append(event.result if winner == event else "timeout")
+        out.append((yield ctx.call_sub_orchestrator("child", "c")))
+        for i in range(12):
+            out.append((yield ctx.call_activity("Hello", str(i))))
+        out.append((yield ctx.wait_for_external_event("Late")))
+        return len(out)
+
+    hub = MemoryHub({"o": df.Orchestrator.create(orch), "child": df.Orchestrator.create(child)},
+                    {"Hello": hello, "Sometimes": sometimes})
+    hub.start("o", "inc")
+    hub.raise_event("inc", "Late", "early")      # raised long before it is awaited
+    hub.run(max_steps=12)
+    for n in range(3):
+        hub.raise_event("inc", "E", n)
+        hub.run(max_steps=3)
+    hub.run()
+    assert hub.status("inc") == "Completed", hub.rows["inc"]
+    assert hub.output("inc") == 3 + 3 + 1 + 12 + 1
+    assert hub.incremental >= 15

@@ -11,7 +11,8 @@ from ..storage.schema import EventType, OrchestrationStatus, TERMINAL_STATUSES, 
 from . import events as ev
 from .protocol import OrchestratorOutput
 from .reconcile import implied_status as status_from_history  # noqa: F401 - re-exported
-from .replay import CONTINUE_AS_NEW, ReplayResult, entries_of, replay, scheduled_input
+from .replay import (CONTINUE_AS_NEW, Replayer, ReplayResult, compare_replays, entries_of, replay,
+                     scheduled_input)
 
 ET = EventType
 Status = OrchestrationStatus
@@ -209,6 +210,7 @@ class Decision:
     execution_id: str | None = None
     action_entries: int = 0
     log: list[str] = field(default_factory=list)
+    replayer: Replayer | None = None       # the host-side replay, walked to the end of this episode's events
 
 
 def needs_orchestrator(state: InstanceState, accepted: list[dict]) -> bool:
@@ -240,8 +242,12 @@ def _played(e: dict) -> dict:
 
 def decide(state: InstanceState, episode_events: list[dict], reset: bool, output: OrchestratorOutput | None,
            now: datetime, *, store_inputs: bool = False, known_orchestrator: bool = True,
-           rewind_ids: set[int] | None = None, missing_function=None) -> Decision:
-    """Turn the SDK's answer into history, messages and the instance row (DTFx checkpoint contents)."""
+           rewind_ids: set[int] | None = None, missing_function=None, replayer: Replayer | None = None,
+           check: bool = False) -> Decision:
+    """Turn the SDK's answer into history, messages and the instance row (DTFx checkpoint contents).
+
+    `replayer`: the host-side replay of an extended session, walked over `state.history` exactly; it goes on
+    from there (else the whole history is walked). `check`: also walk it in full and compare."""
     start = episode_events[1] if reset else state.started_event
     execution_id = (start.get("OrchestrationInstance") or {}).get("ExecutionId") if reset else state.execution_id
     prior = [] if reset else state.history
@@ -294,7 +300,15 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
 
     full = prior + episode_events
     entries = entries_of(output.state)
-    result = replay(entries, full, now)
+    incremental = replayer is not None and not reset and replayer.follow(entries, now)
+    if not incremental:
+        replayer = Replayer(entries, now)
+        replayer.walk(full)
+    else:
+        replayer.walk(episode_events)
+    result = replayer.result()
+    if check and incremental:
+        compare_replays(result, replay(entries, full, now), state.instance_id)
     custom = output.state.get("customStatus")
     if custom is not None:
         row["CustomStatus"] = json.dumps(custom)
@@ -334,7 +348,7 @@ def decide(state: InstanceState, episode_events: list[dict], reset: bool, output
                    if e.get("EventType") in (ET.ExecutionSuspended, ET.ExecutionResumed)), None)
     if reason is not None:     # the status output of a suspended/resumed instance is the reason (as on Azure)
         row["Output"] = reason
-    return Decision(new_events, outbound, status, row, reset, execution_id, len(entries), log)
+    return Decision(new_events, outbound, status, row, reset, execution_id, len(entries), log, replayer)
 
 
 def _time(value):

@@ -23,6 +23,8 @@ class ExtendedSession:
     etag: str | None = None         # the history's sentinel ETag when kept
     execution_id: str | None = None
     last_used: float = field(default=0.0)
+    replayer: Any = None            # the host-side replay (durable.replay.Replayer), walked over history[:replayed]
+    replayed: int = -1
 
 
 @dataclass

@@ -125,12 +125,18 @@ class OrchestrationEpisodes:
                 output = OrchestratorOutput({}, unknown_function("orchestrator", name, names))
             else:
                 output, session = await self._call(instance_id, state, episode_events, reset, start, session)
+        replayer = session.replayer if session is not None and session.replayed == len(state.history) else None
         d = decide(state, episode_events, reset, output, now, store_inputs=e.opt.store_inputs,
-                   known_orchestrator=known, rewind_ids=rewind_ids, missing_function=self._missing)
+                   known_orchestrator=known, rewind_ids=rewind_ids, missing_function=self._missing,
+                   replayer=replayer, check=e.opt.session_check)
         for line in d.log:
             log.info("instance %s: %s", instance_id, line)
         await self._commit(state, d, items, t, rewrite)
         if session is not None and d.status not in TERMINAL_STATUSES and not rewrite:
+            session.replayer, session.replayed = None, -1
+            if d.replayer is not None:
+                d.replayer.walk(d.new_events[len(episode_events):])    # what the checkpoint added: walked now
+                session.replayer, session.replayed = d.replayer, len(state.history)
             e.extended.keep(instance_id, session, history_len=len(state.history), etag=state.etag,
                             execution_id=state.execution_id)
 
