@@ -40,14 +40,38 @@ class Outbox:
         self.engine = engine
 
     async def send(self, outbound: list, episode: int | None, sender: dict | None) -> list[Sent]:
-        sent = await asyncio.gather(*(self._send(o, episode, sender) for o in outbound), return_exceptions=True)
-        failed = next((s for s in sent if isinstance(s, BaseException)), None)
+        """Send them all at once, except that the messages to one instance go one after the other, so its
+        queue holds them in the order the episode issued them (an entity runs its operations in that order)."""
+        chains: dict[str, list[int]] = {}
+        for i, o in enumerate(outbound):
+            if not o.to_work_items:
+                chains.setdefault(o.instance_id, []).append(i)
+        # and all the messages to one instance take the same way (in memory or through its queue), decided
+        # once: a partition this host takes meanwhile would otherwise split them and lose their order
+        owned = {iid: self.engine.owns(iid) for iid in chains}
+        results: list = [None] * len(outbound)
+
+        async def one(i: int) -> None:
+            try:
+                results[i] = await self._send(outbound[i], episode, sender, owned.get(outbound[i].instance_id))
+            except Exception as err:  # noqa: BLE001 - collected; handled below
+                results[i] = err
+
+        async def chain(indices: list[int]) -> None:
+            for i in indices:
+                await one(i)
+                if isinstance(results[i], Exception):
+                    return          # the rest would be deleted again: the checkpoint fails
+        await asyncio.gather(*(one(i) for i, o in enumerate(outbound) if o.to_work_items),
+                             *(chain(c) for c in chains.values()))
+        sent = results
+        failed = next((s for s in sent if isinstance(s, Exception)), None)
         if failed is not None:
             await self.abort([s for s in sent if isinstance(s, Sent)])
             raise failed
         return list(sent)
 
-    async def _send(self, o, episode: int | None, sender: dict | None) -> Sent:
+    async def _send(self, o, episode: int | None, sender: dict | None, owned: bool | None) -> Sent:
         e = self.engine
         if o.to_work_items:
             here = e.running and e.activities.reserve()
@@ -62,7 +86,7 @@ class Outbox:
                         "run-here" if here else "elsewhere")
         queue = e.hub.control_queue_for(o.instance_id)
         delay = max(0.0, o.delay)
-        if e.owns(o.instance_id) and delay <= LOCAL_TIMER_MAX:
+        if owned and delay <= LOCAL_TIMER_MAX:
             hide, mode = delay + e.opt.control_visibility, "deliver-here"
         elif delay > 0:
             hide, mode = min(delay, MAX_QUEUE_DELAY), "queue-delivers"
