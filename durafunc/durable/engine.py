@@ -105,7 +105,6 @@ class Engine:
         self.orchestration_slots = asyncio.Semaphore(self.opt.max_concurrent_orchestrations)
         self.wakeups: dict[str, asyncio.Event] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.deleting: set[asyncio.Task] = set()        # background deletes of durable messages
         self.running = False
         self.hub_gone = False
         self.balancer = None
@@ -151,8 +150,6 @@ class Engine:
         await asyncio.gather(self.activities.stop(grace),
                              asyncio.wait(busy, timeout=grace) if busy else asyncio.sleep(0))
         await self.rows.flush_all()
-        if self.deleting:
-            await asyncio.wait(list(self.deleting), timeout=grace)
         me = asyncio.current_task()
         others = [t for t in self.tasks if t is not me]
         for t in others:
@@ -388,19 +385,7 @@ class Engine:
 
     async def _delete_later(self, items: list[Item]) -> None:
         """The row writer's deletes: in the background (they are held, and renewed, until done)."""
-        self.delete_soon(items)
-
-    def delete_soon(self, items: list[Item]) -> None:
-        """Delete durable messages in the background (a stop waits for these before it cancels the rest; one
-        cut off shows up again and is dropped as a duplicate)."""
-        t = self.spawn(self.delete_items(items))
-        self.deleting.add(t)
-        t.add_done_callback(self.deleting.discard)
-
-    def waiting(self, instance_id: str) -> bool:
-        """Are messages for this instance waiting for its next episode?"""
-        session = self.sessions.get(instance_id)
-        return session is not None and bool(session.pending)
+        self.spawn(self.delete_items(items))
 
     async def release_items(self, items: list[Item]) -> None:
         """Give messages this host will not process back to their queues, visible at once (an in-memory result

@@ -49,7 +49,6 @@ class InstanceState:
     stored_rows: int | None = None        # history rows in storage, every execution's (None: unknown)
     row: object = None                    # the Instances row (InstanceRow) as last read; None: none or unknown
     failure_trace: str = ""               # the user's traceback of the orchestrator's last raise
-    _facts: "HistoryFacts | None" = field(default=None, repr=False, compare=False)
 
     @property
     def started_event(self) -> dict | None:
@@ -66,47 +65,18 @@ class InstanceState:
     def parent(self) -> dict | None:
         return (self.started_event or {}).get("ParentInstance")
 
-    def facts(self) -> "HistoryFacts":
-        """What the history says of its tasks, brought up to date with the events appended since last asked
-        (an episode costs O(new events), not O(history)). The history is appended to in place; a new list
-        (a load, a reset, a rewind), or one whose last event read is not where it was, is read again."""
-        f, h = self._facts, self.history
-        if f is None or f.source is not h or len(h) < f.seen or (f.seen and h[f.seen - 1] is not f.last):
-            f = self._facts = HistoryFacts(h)
-        f.catch_up()
-        return f
+    def scheduled_ids(self) -> set[int]:
+        return {e["EventId"] for e in self.history if e.get("EventType") in ev.SCHEDULING_TYPES}
 
     def completed_ids(self) -> set[int]:
-        return self.facts().completed
-
-
-class HistoryFacts:
-    """The task ids a history schedules (with their kind) and answers, its last ExecutionResumed time and its
-    number of episodes, for the events `source[:seen]`."""
-    __slots__ = ("source", "seen", "last", "scheduled", "completed", "last_resume", "episodes")
-
-    def __init__(self, source: list[dict]):
-        self.source, self.seen, self.last = source, 0, None
-        self.scheduled: dict[int, int] = {}
-        self.completed: set[int] = set()
-        self.last_resume = ""
-        self.episodes = 0
-
-    def catch_up(self) -> None:
-        for e in self.source[self.seen:]:
+        out = set()
+        for e in self.history:
             t = e.get("EventType")
-            if t in ev.SCHEDULING_TYPES:
-                self.scheduled[e["EventId"]] = t
-            elif t == ET.TimerFired:
-                self.completed.add(e.get("TimerId"))
+            if t == ET.TimerFired:
+                out.add(e.get("TimerId"))
             elif t in COMPLETION_TYPES:
-                self.completed.add(e.get("TaskScheduledId"))
-            elif t == ET.OrchestratorStarted:
-                self.episodes += 1
-            elif t == ET.ExecutionResumed:
-                self.last_resume = max(self.last_resume, e.get("Timestamp") or "")
-        self.seen = len(self.source)
-        self.last = self.source[-1] if self.source else None
+                out.add(e.get("TaskScheduledId"))
+        return out
 
 
 @dataclass
@@ -138,15 +108,15 @@ def _completion_id(e: dict) -> int | None:
 def triage(state: InstanceState, messages: list[dict]) -> Triage:
     """Sort delivered task messages into accepted, dropped (duplicates, stale) and deferred (DTFx rules)."""
     t = Triage()
-    facts = state.facts()
-    scheduled, completed = facts.scheduled, facts.completed
-    answered_now: set[int] = set()     # completions accepted from this batch
+    scheduled = {e["EventId"]: e["EventType"] for e in state.history if e.get("EventType") in ev.SCHEDULING_TYPES}
+    completed = state.completed_ids()
     started = state.status is not None and bool(state.history)
     terminal = state.status in TERMINAL_STATUSES
     starting = False          # an ExecutionStarted in this batch opens a new execution
     new_exec = None
     suspended = state.status == Status.Suspended      # as of the messages accepted so far
-    last_resume = facts.last_resume
+    last_resume = max((e.get("Timestamp") or "" for e in state.history
+                       if e.get("EventType") == ET.ExecutionResumed), default="")
 
     def accept(i: int, e: dict) -> None:
         t.accepted.append(e)
@@ -216,7 +186,7 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
             continue
         cid = _completion_id(e)
         if cid is not None:
-            if cid in completed or cid in answered_now:
+            if cid in completed:
                 t.dropped.append((i, f"duplicate completion for task {cid}"))
                 continue
             if cid not in scheduled:
@@ -225,7 +195,7 @@ def triage(state: InstanceState, messages: list[dict]) -> Triage:
             if scheduled[cid] != _ANSWERS[et]:
                 t.dropped.append((i, f"task {cid} is a {ET(scheduled[cid]).name}, not answered by {ET(et).name}"))
                 continue
-            answered_now.add(cid)
+            completed.add(cid)
         accept(i, e)
     return t
 

@@ -212,7 +212,7 @@ class OrchestrationEpisodes:
     async def _commit(self, state: InstanceState, d, items: list[Item], t, rewrite: bool) -> None:
         e = self.engine
         iid = state.instance_id
-        episode_no = state.facts().episodes + 1
+        episode_no = sum(1 for ev in state.history if ev.get("EventType") == ET.OrchestratorStarted) + 1
         sender = {"InstanceId": iid, "ExecutionId": d.execution_id}
         # 1. outbound messages, none of them acted on before the commit
         sent = await e.outbox.send(d.outbound, episode_no, sender)
@@ -247,10 +247,7 @@ class OrchestrationEpisodes:
             await e.outbox.abort(sent)
             raise
         before = state.status
-        if base is state.history and not rewrite:
-            state.history.extend(d.new_events)       # in place: what it knows of the history goes on from here
-        else:
-            state.history = base + d.new_events
+        state.history = base + d.new_events
         state.execution_id = d.execution_id
         state.status = d.status
         # 3. the instance row, 4. the deletes of what this episode consumed: after the row when the instance is
@@ -278,10 +275,6 @@ class OrchestrationEpisodes:
             changed = d.reset_history or rewrite or before != d.status
             await e.rows.write(iid, row, final=False, history_etag=state.etag, after=consumed if changed else [])
             if not changed and consumed:
-                if e.waiting(iid):
-                    # awaited while more messages wait: those that arrive meanwhile join the next episode's batch
-                    # (fewer, larger episodes: measured faster for a stream of events and for a fan-in)
-                    await e.delete_items(consumed)
-                else:
-                    # nothing waits: the next message (a chain's next result) starts its episode at once
-                    e.delete_soon(consumed)
+                # awaited: the messages that arrive meanwhile make the next episode's batch (fewer, larger
+                # episodes: measured faster for a stream of events, even with extended sessions)
+                await e.delete_items(consumed)
